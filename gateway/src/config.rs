@@ -1,0 +1,208 @@
+//! Configuration from the environment (see the README's table).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use blob_kit::config::{ConfigError, EnvReader};
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// Google's public certificates for Firebase ID tokens.
+pub const GOOGLE_CERTS_URL: &str =
+    "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com";
+/// The project id local mode uses unless told otherwise.
+pub const LOCAL_PROJECT_ID: &str = "demo-blob";
+
+/// Where parents' ID tokens come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthProvider {
+    /// Firebase Auth: certificates from `FIREBASE_CERTS_URL`.
+    Firebase,
+    /// A local issuer with a development key; only for `demo-*` projects.
+    Local,
+}
+
+/// The text-to-speech hint sent with every reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TtsHint {
+    /// `TTS_VOICE` (default `en-IN-NeerjaNeural`).
+    pub voice: String,
+    /// `TTS_SPEED` (default 1.0).
+    pub speed: f32,
+    /// `TTS_LANGUAGE` (default `en-IN`).
+    pub language: String,
+}
+
+/// Everything the gateway needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `GATEWAY_HTTP_ADDR`: REST and WebSocket listener.
+    pub http_addr: SocketAddr,
+    /// `SESSION_SERVICE_URL`.
+    pub session_service_url: String,
+    /// `STT_SERVICE_URL`.
+    pub stt_service_url: String,
+    /// `LLM_SERVICE_URL`.
+    pub llm_service_url: String,
+    /// `AUTH_PROVIDER`.
+    pub auth_provider: AuthProvider,
+    /// `FIREBASE_PROJECT_ID`.
+    pub firebase_project_id: String,
+    /// `FIREBASE_CERTS_URL`.
+    pub firebase_certs_url: String,
+    /// `BACKEND_JWT_SECRET` (at least 32 bytes; local mode makes a random one when unset).
+    pub jwt_secret: SecretString,
+    /// `BACKEND_JWT_TTL_SECONDS` (default 3600).
+    pub jwt_ttl: Duration,
+    /// `PUBLIC_WS_URL`: the voice socket's address as phones reach it.
+    pub public_ws_url: String,
+    /// `TTS_VOICE`, `TTS_SPEED`, `TTS_LANGUAGE`.
+    pub tts: TtsHint,
+    /// `DOWNSTREAM_TIMEOUT_SECONDS` (default 5): deadline of each unary call to a service.
+    pub downstream_timeout: Duration,
+}
+
+impl Config {
+    /// Reads and validates the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_env())
+    }
+
+    /// Reads and validates the given variables, reporting every problem at once.
+    pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let http_addr = env.parse(
+            "GATEWAY_HTTP_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+        );
+        let session_service_url = env.string("SESSION_SERVICE_URL", "http://127.0.0.1:50053");
+        let stt_service_url = env.string("STT_SERVICE_URL", "http://127.0.0.1:50051");
+        let llm_service_url = env.string("LLM_SERVICE_URL", "http://127.0.0.1:50052");
+        for (name, url) in [
+            ("SESSION_SERVICE_URL", &session_service_url),
+            ("STT_SERVICE_URL", &stt_service_url),
+            ("LLM_SERVICE_URL", &llm_service_url),
+        ] {
+            env.check(
+                url.starts_with("http://") || url.starts_with("https://"),
+                || format!("{name}={url:?}: expected http://host:port"),
+            );
+        }
+        let auth_provider = match env
+            .string("AUTH_PROVIDER", "firebase")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "firebase" => AuthProvider::Firebase,
+            "local" => AuthProvider::Local,
+            other => {
+                env.problem(format!(
+                    "AUTH_PROVIDER={other:?}: expected firebase or local"
+                ));
+                AuthProvider::Firebase
+            }
+        };
+        let local = auth_provider == AuthProvider::Local;
+        let firebase_project_id = match env.optional("FIREBASE_PROJECT_ID") {
+            Some(id) => id,
+            None if local => LOCAL_PROJECT_ID.to_owned(),
+            None => {
+                env.problem("FIREBASE_PROJECT_ID is required with AUTH_PROVIDER=firebase");
+                String::new()
+            }
+        };
+        env.check(!local || firebase_project_id.starts_with("demo-"), || {
+            format!(
+                "AUTH_PROVIDER=local accepts only a demo-* FIREBASE_PROJECT_ID, got {firebase_project_id:?}"
+            )
+        });
+        let firebase_certs_url = env.string("FIREBASE_CERTS_URL", GOOGLE_CERTS_URL);
+        let jwt_secret = match env.secret("BACKEND_JWT_SECRET") {
+            Some(secret) => {
+                env.check(local || secret.expose_secret().len() >= 32, || {
+                    "BACKEND_JWT_SECRET must be at least 32 bytes".to_owned()
+                });
+                secret
+            }
+            None if local => SecretString::from(random_secret()),
+            None => {
+                env.problem("BACKEND_JWT_SECRET is required with AUTH_PROVIDER=firebase");
+                SecretString::from(String::new())
+            }
+        };
+        let jwt_ttl = env.parse("BACKEND_JWT_TTL_SECONDS", 3600u64);
+        env.check((60..=30 * 86_400).contains(&jwt_ttl), || {
+            "BACKEND_JWT_TTL_SECONDS must be between 60 and 2592000".to_owned()
+        });
+        let public_ws_url = env
+            .optional("PUBLIC_WS_URL")
+            .unwrap_or_else(|| format!("ws://{http_addr}/ws/voice"));
+        env.check(
+            public_ws_url.starts_with("ws://") || public_ws_url.starts_with("wss://"),
+            || format!("PUBLIC_WS_URL={public_ws_url:?}: expected ws:// or wss://"),
+        );
+        let tts = TtsHint {
+            voice: env.string("TTS_VOICE", "en-IN-NeerjaNeural"),
+            speed: env.parse("TTS_SPEED", 1.0f32),
+            language: env.string("TTS_LANGUAGE", "en-IN"),
+        };
+        env.check((0.25..=4.0).contains(&tts.speed), || {
+            "TTS_SPEED must be between 0.25 and 4".into()
+        });
+        let downstream_timeout = env.parse("DOWNSTREAM_TIMEOUT_SECONDS", 5u64);
+        env.check(downstream_timeout > 0, || {
+            "DOWNSTREAM_TIMEOUT_SECONDS must be at least 1".into()
+        });
+        env.finish()?;
+        Ok(Self {
+            http_addr,
+            session_service_url,
+            stt_service_url,
+            llm_service_url,
+            auth_provider,
+            firebase_project_id,
+            firebase_certs_url,
+            jwt_secret,
+            jwt_ttl: Duration::from_secs(jwt_ttl),
+            public_ws_url,
+            tts,
+            downstream_timeout: Duration::from_secs(downstream_timeout),
+        })
+    }
+}
+
+fn random_secret() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firebase_mode_needs_a_project_and_a_long_secret() {
+        let err = Config::from_reader(EnvReader::from_pairs([("BACKEND_JWT_SECRET", "short")]))
+            .unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn local_mode_refuses_a_real_project() {
+        let err = Config::from_reader(EnvReader::from_pairs([
+            ("AUTH_PROVIDER", "local"),
+            ("FIREBASE_PROJECT_ID", "blob-prod"),
+        ]))
+        .unwrap_err();
+        assert!(err.problems[0].contains("demo-"), "{err}");
+    }
+
+    #[test]
+    fn local_mode_works_with_no_settings() {
+        let config =
+            Config::from_reader(EnvReader::from_pairs([("AUTH_PROVIDER", "local")])).unwrap();
+        assert_eq!(config.firebase_project_id, LOCAL_PROJECT_ID);
+        assert_eq!(config.jwt_secret.expose_secret().len(), 64);
+        assert_eq!(config.public_ws_url, "ws://127.0.0.1:8080/ws/voice");
+    }
+}

@@ -1,0 +1,123 @@
+//! `POST /api/v1/auth/token-exchange`: a parent's Firebase ID token becomes a backend token.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use blob_proto::session::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::{auth_error, permission_name};
+use crate::auth::backend::ChildClaim;
+use crate::envelope::{ApiError, ApiJson, ApiOk};
+use crate::state::AppState;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangeRequest {
+    /// A Firebase ID token.
+    pub firebase_token: String,
+}
+
+/// The user in the response.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    /// Firebase uid.
+    pub uid: String,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// `parent`.
+    pub role: String,
+}
+
+/// A child the user may see, with the user's permission.
+#[derive(Debug, Serialize)]
+pub struct ChildSummary {
+    /// The child's id.
+    pub child_id: String,
+    /// Name.
+    pub name: String,
+    /// School grade (0 = kindergarten).
+    pub grade_level: i32,
+    /// `view`, `interact` or `manage`.
+    pub permission: &'static str,
+}
+
+/// The response data.
+#[derive(Debug, Serialize)]
+pub struct TokenExchangeResponse {
+    /// The backend access token (Bearer).
+    pub token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+    /// The signed-in user.
+    pub user: UserView,
+    /// The user's children.
+    pub children: Vec<ChildSummary>,
+}
+
+/// Verifies the Firebase token, gets or creates the user, and issues the backend token.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn token_exchange(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TokenExchangeRequest>,
+) -> Result<ApiOk<TokenExchangeResponse>, ApiError> {
+    let identity = state
+        .firebase
+        .verify(body.firebase_token.trim())
+        .await
+        .map_err(auth_error)?;
+    tracing::Span::current().record("user_id", identity.uid.as_str());
+    let mut sessions = state.sessions.clone();
+    let user = sessions
+        .upsert_user(state.request(pb::UpsertUserRequest {
+            uid: identity.uid.clone(),
+            email: identity.email,
+            display_name: identity.display_name,
+        }))
+        .await?
+        .into_inner();
+    let children = sessions
+        .list_children(state.request(pb::ListChildrenRequest {
+            user_id: user.uid.clone(),
+        }))
+        .await?
+        .into_inner()
+        .children;
+    let children: Vec<ChildSummary> = children.into_iter().filter_map(child_summary).collect();
+    let claims = children
+        .iter()
+        .map(|c| ChildClaim {
+            child_id: c.child_id.clone(),
+            permission: c.permission.to_owned(),
+        })
+        .collect();
+    let token = state.tokens.issue_access(&user.uid, &user.email, claims);
+    tracing::info!(children = children.len(), "token exchanged");
+    Ok(ApiOk(
+        StatusCode::OK,
+        TokenExchangeResponse {
+            token,
+            expires_in: state.tokens.ttl().as_secs(),
+            user: UserView {
+                uid: user.uid,
+                email: user.email,
+                display_name: user.display_name,
+                role: user.role,
+            },
+            children,
+        },
+    ))
+}
+
+/// The summary of a child access, when it names a child.
+pub fn child_summary(access: pb::ChildAccess) -> Option<ChildSummary> {
+    let child = access.child?;
+    Some(ChildSummary {
+        child_id: child.child_id,
+        name: child.name,
+        grade_level: child.grade_level,
+        permission: permission_name(access.permission),
+    })
+}

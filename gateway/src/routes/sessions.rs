@@ -1,0 +1,132 @@
+//! `POST /api/v1/sessions`: create or discover the session of a child.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use blob_proto::session::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::AuthUser;
+use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode, rfc3339_ms};
+use crate::state::AppState;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSessionRequest {
+    /// The child the session is for.
+    pub child_id: String,
+    /// `conversation` (the default).
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// A session as the app sees it (the seed contract's fields).
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    /// The session's id.
+    pub session_id: String,
+    /// A token for this session's voice socket only.
+    pub session_token: String,
+    /// The child.
+    pub child_id: String,
+    /// `conversation`.
+    pub mode: String,
+    /// The conversation the session continues.
+    pub active_conversation_id: String,
+    /// `active`, `paused`, `suspended` or `ended`.
+    pub state: &'static str,
+    /// Lifetime without activity.
+    pub ttl_seconds: u32,
+    /// How long a closed socket's session waits to be resumed.
+    pub reconnect_window_seconds: u32,
+    /// The voice socket's address with this session's id.
+    pub ws_url: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+    /// `created`, `discovered` or `resumed`.
+    pub outcome: &'static str,
+}
+
+/// Returns the child's active session, resumes its suspended one, or creates a new one.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, child_id = %body.child_id))]
+pub async fn open_session(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<OpenSessionRequest>,
+) -> Result<ApiOk<SessionView>, ApiError> {
+    if body.child_id.trim().is_empty() {
+        return Err(ApiError::validation("child_id", "child_id is required"));
+    }
+    let mode = body.mode.unwrap_or_else(|| "conversation".to_owned());
+    if mode != "conversation" {
+        return Err(ApiError::validation(
+            "mode",
+            "mode must be \"conversation\"",
+        ));
+    }
+    let response = state
+        .sessions
+        .clone()
+        .open_session(state.request(pb::OpenSessionRequest {
+            user_id: user.sub.clone(),
+            child_id: body.child_id.trim().to_owned(),
+            mode,
+        }))
+        .await?
+        .into_inner();
+    let session = response
+        .session
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "internal error"))?;
+    if session.user_id != user.sub {
+        // The child's live session was opened by another parent of the same family.
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "this child is already in a session opened by another account",
+        ));
+    }
+    let (status, outcome) = match pb::OpenOutcome::try_from(response.outcome) {
+        Ok(pb::OpenOutcome::Created) => (StatusCode::CREATED, "created"),
+        Ok(pb::OpenOutcome::Resumed) => (StatusCode::OK, "resumed"),
+        _ => (StatusCode::OK, "discovered"),
+    };
+    tracing::info!(session_id = %session.session_id, outcome, "session opened");
+    Ok(ApiOk(status, session_view(&state, session, outcome)))
+}
+
+/// The wire name of a session's state.
+pub fn state_name(session: &pb::Session) -> &'static str {
+    match pb::SessionState::try_from(session.state).unwrap_or(pb::SessionState::Unspecified) {
+        pb::SessionState::Active if session.paused => "paused",
+        pb::SessionState::Active => "active",
+        pb::SessionState::Suspended => "suspended",
+        pb::SessionState::Ended => "ended",
+        pb::SessionState::Unspecified => "unknown",
+    }
+}
+
+fn session_view(state: &AppState, session: pb::Session, outcome: &'static str) -> SessionView {
+    let token_ttl = Duration::from_secs(u64::from(session.ttl_seconds));
+    SessionView {
+        session_token: state
+            .tokens
+            .issue_session(&session.user_id, &session.session_id, token_ttl),
+        ws_url: format!(
+            "{}?session_id={}",
+            state.config.public_ws_url, session.session_id
+        ),
+        state: state_name(&session),
+        created_at: rfc3339_ms(session.created_at_ms),
+        expires_at: rfc3339_ms(session.expires_at_ms),
+        session_id: session.session_id,
+        child_id: session.child_id,
+        mode: session.mode,
+        active_conversation_id: session.conversation_id,
+        ttl_seconds: session.ttl_seconds,
+        reconnect_window_seconds: session.reconnect_window_seconds,
+        outcome,
+    }
+}

@@ -1,0 +1,157 @@
+//! Building the gateway: clients, verifier, router; bind; serve until stopped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use blob_kit::grpc::{HeaderExtractor, lazy_channel, traced};
+use blob_proto::llm::v1::companion_client::CompanionClient;
+use blob_proto::session::v1::session_store_client::SessionStoreClient;
+use blob_proto::stt::v1::speech_to_text_client::SpeechToTextClient;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::auth::backend::BackendTokens;
+use crate::auth::dev;
+use crate::auth::firebase::{CertSource, FirebaseVerifier, RemoteCerts};
+use crate::config::{AuthProvider, Config};
+use crate::envelope::{self, ApiError, ErrorCode};
+use crate::routes;
+use crate::state::AppState;
+use crate::ws::voice::voice_socket;
+
+/// Largest REST request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A built gateway, listening but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Builds clients and the router, and binds the HTTP listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let source = match config.auth_provider {
+            AuthProvider::Firebase => {
+                let http = reqwest::Client::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .context("building the HTTP client")?;
+                CertSource::Remote(RemoteCerts::new(http, config.firebase_certs_url.clone()))
+            }
+            AuthProvider::Local => {
+                tracing::warn!(
+                    project = %config.firebase_project_id,
+                    "AUTH_PROVIDER=local: accepting tokens from the development issuer; never use this in production"
+                );
+                dev::cert_source().map_err(anyhow::Error::msg)?
+            }
+        };
+        let state = AppState {
+            firebase: Arc::new(FirebaseVerifier::new(
+                config.firebase_project_id.clone(),
+                source,
+            )),
+            tokens: Arc::new(BackendTokens::new(&config.jwt_secret, config.jwt_ttl)),
+            sessions: SessionStoreClient::new(traced(lazy_channel(
+                &config.session_service_url,
+                CONNECT_TIMEOUT,
+            )?)),
+            stt: SpeechToTextClient::new(traced(lazy_channel(
+                &config.stt_service_url,
+                CONNECT_TIMEOUT,
+            )?)),
+            llm: CompanionClient::new(traced(lazy_channel(
+                &config.llm_service_url,
+                CONNECT_TIMEOUT,
+            )?)),
+            config: Arc::new(config),
+        };
+        let listener = TcpListener::bind(state.config.http_addr)
+            .await
+            .with_context(|| format!("binding GATEWAY_HTTP_ADDR {}", state.config.http_addr))?;
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
+    }
+
+    /// The bound address (useful when the configured port was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "gateway listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server failed")
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/token-exchange", post(routes::auth::token_exchange))
+        .route(
+            "/children",
+            post(routes::children::create_child).get(routes::children::list_children),
+        )
+        .route("/sessions", post(routes::sessions::open_session));
+    Router::new()
+        .route("/health", get(routes::health::health))
+        .route("/ws/voice", get(voice_socket))
+        .nest("/api/v1", api)
+        .fallback(envelope::not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(axum::middleware::from_fn(envelope::request_id))
+        .with_state(state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    let mut err = ApiError::new(
+        ErrorCode::ValidationError,
+        "method not allowed on this endpoint",
+    );
+    err.status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    err
+}
+
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(envelope::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        http.method = %request.method(),
+        http.path = %request.uri().path(),
+        request_id,
+        user_id = tracing::field::Empty,
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    let _ = span.set_parent(parent);
+    span
+}

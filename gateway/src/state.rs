@@ -1,0 +1,38 @@
+//! The one cloneable state every handler gets: configuration and long-lived clients.
+
+use std::sync::Arc;
+
+use blob_kit::grpc::TracedChannel;
+use blob_proto::llm::v1::companion_client::CompanionClient;
+use blob_proto::session::v1::session_store_client::SessionStoreClient;
+use blob_proto::stt::v1::speech_to_text_client::SpeechToTextClient;
+
+use crate::auth::backend::BackendTokens;
+use crate::auth::firebase::FirebaseVerifier;
+use crate::config::Config;
+
+/// Shared by every request and socket; cloning is cheap.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Parents' ID tokens.
+    pub firebase: Arc<FirebaseVerifier>,
+    /// The backend's own tokens.
+    pub tokens: Arc<BackendTokens>,
+    /// The session-service.
+    pub sessions: SessionStoreClient<TracedChannel>,
+    /// The stt-service.
+    pub stt: SpeechToTextClient<TracedChannel>,
+    /// The llm-service.
+    pub llm: CompanionClient<TracedChannel>,
+}
+
+impl AppState {
+    /// A unary request to a downstream service with the configured deadline.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.config.downstream_timeout);
+        request
+    }
+}

@@ -1,0 +1,151 @@
+//! Configuration from the environment (see the README's table).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use blob_kit::config::{ConfigError, EnvReader};
+use secrecy::SecretString;
+
+/// The Gemini API's public address.
+pub const DEFAULT_GEMINI_API_BASE: &str = "https://generativelanguage.googleapis.com";
+/// The model Blob uses unless told otherwise.
+pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.1-flash-lite-preview";
+
+/// Which provider writes Blob's replies.
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    /// `LLM_PROVIDER=gemini`: the Gemini REST API.
+    Gemini(GeminiConfig),
+    /// `BYPASSLLM=true` (or `LLM_PROVIDER=bypass`): a fixed friendly reply, no model, no key.
+    Bypass,
+}
+
+/// Settings of the Gemini provider.
+#[derive(Debug, Clone)]
+pub struct GeminiConfig {
+    /// `GEMINI_API_BASE`.
+    pub api_base: String,
+    /// `GOOGLE_API_KEY`.
+    pub api_key: SecretString,
+    /// `GEMINI_MODEL`.
+    pub model: String,
+    /// `LLM_MAX_OUTPUT_TOKENS` (default 200): replies for a small child stay short.
+    pub max_output_tokens: u32,
+    /// `LLM_TEMPERATURE` (default 0.7).
+    pub temperature: f32,
+}
+
+/// Everything the llm-service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `LLM_GRPC_ADDR`.
+    pub grpc_addr: SocketAddr,
+    /// The provider and its settings.
+    pub provider: ProviderConfig,
+    /// `LLM_TIMEOUT_SECONDS` (default 20): the longest a whole reply may take.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Reads and validates the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_env())
+    }
+
+    /// Reads and validates the given variables, reporting every problem at once.
+    pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let grpc_addr = env.parse("LLM_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50052)));
+        let bypass = env.flag("BYPASSLLM", false);
+        let provider_name = env.string("LLM_PROVIDER", "gemini").to_ascii_lowercase();
+        let api_key = env.secret("GOOGLE_API_KEY");
+        let api_base = env.string("GEMINI_API_BASE", DEFAULT_GEMINI_API_BASE);
+        let model = env.string("GEMINI_MODEL", DEFAULT_GEMINI_MODEL);
+        let max_output_tokens = env.parse("LLM_MAX_OUTPUT_TOKENS", 200u32);
+        let temperature = env.parse("LLM_TEMPERATURE", 0.7f32);
+        let timeout = env.parse("LLM_TIMEOUT_SECONDS", 20u64);
+        env.check(timeout > 0, || {
+            "LLM_TIMEOUT_SECONDS must be at least 1".to_owned()
+        });
+        env.check(
+            api_base.starts_with("http://") || api_base.starts_with("https://"),
+            || format!("GEMINI_API_BASE={api_base:?}: expected an http(s) URL"),
+        );
+        env.check((0.0..=2.0).contains(&temperature), || {
+            "LLM_TEMPERATURE must be between 0 and 2".to_owned()
+        });
+        let provider = if bypass || provider_name == "bypass" {
+            ProviderConfig::Bypass
+        } else if provider_name == "gemini" {
+            match api_key {
+                Some(api_key) => ProviderConfig::Gemini(GeminiConfig {
+                    api_base: api_base.trim_end_matches('/').to_owned(),
+                    api_key,
+                    model,
+                    max_output_tokens,
+                    temperature,
+                }),
+                None => {
+                    env.problem(
+                        "GOOGLE_API_KEY is required for LLM_PROVIDER=gemini (or set BYPASSLLM=true)",
+                    );
+                    ProviderConfig::Bypass
+                }
+            }
+        } else {
+            env.problem(format!(
+                "LLM_PROVIDER={provider_name:?}: expected gemini or bypass"
+            ));
+            ProviderConfig::Bypass
+        };
+        env.finish()?;
+        Ok(Self {
+            grpc_addr,
+            provider,
+            timeout: Duration::from_secs(timeout),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_without_a_key_is_refused() {
+        let err =
+            Config::from_reader(EnvReader::from_pairs([("LLM_PROVIDER", "gemini")])).unwrap_err();
+        assert!(err.problems[0].contains("GOOGLE_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn bypass_needs_no_key() {
+        let config = Config::from_reader(EnvReader::from_pairs([("BYPASSLLM", "true")])).unwrap();
+        assert!(matches!(config.provider, ProviderConfig::Bypass));
+    }
+
+    #[test]
+    fn gemini_settings_are_read() {
+        let config = Config::from_reader(EnvReader::from_pairs([
+            ("GOOGLE_API_KEY", "k"),
+            ("GEMINI_API_BASE", "http://127.0.0.1:9/"),
+            ("GEMINI_MODEL", "m"),
+        ]))
+        .unwrap();
+        let ProviderConfig::Gemini(gemini) = config.provider else {
+            panic!("not gemini")
+        };
+        assert_eq!(gemini.api_base, "http://127.0.0.1:9");
+        assert_eq!(gemini.model, "m");
+    }
+
+    #[test]
+    fn unknown_provider_and_bad_values_are_all_reported() {
+        let err = Config::from_reader(EnvReader::from_pairs([
+            ("LLM_PROVIDER", "gpt"),
+            ("LLM_TIMEOUT_SECONDS", "0"),
+            ("LLM_TEMPERATURE", "9"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Blob's replies. A [`provider::ReplyProvider`] turns a child's words (with the conversation so
+//! far) into a stream of text; the gRPC service streams it on as deltas and one final event.
+
+pub mod bypass;
+pub mod config;
+pub mod gemini;
+pub mod persona;
+pub mod provider;
+pub mod service;
+pub mod sse;
+pub mod startup;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,75 @@
+//! Building the service: choose the provider, bind the listener, serve until stopped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use blob_proto::llm::v1::companion_server::CompanionServer;
+use tokio::net::TcpListener;
+
+use crate::bypass::BypassProvider;
+use crate::config::{Config, ProviderConfig};
+use crate::gemini::GeminiProvider;
+use crate::provider::ReplyProvider;
+use crate::service::CompanionService;
+
+/// A built llm-service, listening but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    service: CompanionService,
+}
+
+impl Application {
+    /// Builds the provider and binds the gRPC listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let provider: Arc<dyn ReplyProvider> = match config.provider {
+            ProviderConfig::Bypass => {
+                tracing::warn!("BYPASSLLM: every reply is the same fixed sentence");
+                Arc::new(BypassProvider)
+            }
+            ProviderConfig::Gemini(gemini) => {
+                let http = reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(config.timeout)
+                    .build()
+                    .context("building the HTTP client")?;
+                tracing::info!(model = %gemini.model, "replies from Gemini");
+                Arc::new(GeminiProvider::new(http, gemini))
+            }
+        };
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("binding LLM_GRPC_ADDR {}", config.grpc_addr))?;
+        Ok(Self {
+            listener,
+            service: CompanionService::new(provider, config.timeout),
+        })
+    }
+
+    /// The bound address (useful when the configured port was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "llm-service listening");
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes.add_service(CompanionServer::new(self.service));
+        blob_kit::grpc::serve(
+            self.listener,
+            routes,
+            &["blob.llm.v1.Companion"],
+            &[blob_proto::FILE_DESCRIPTOR_SET],
+            shutdown,
+        )
+        .await
+    }
+}

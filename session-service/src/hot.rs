@@ -1,0 +1,295 @@
+//! Hot state in Redis, in the seed key schema:
+//!
+//! | key | value | time to live |
+//! |---|---|---|
+//! | `session:{session_id}` | [`SessionRecord`], state `active` | `SESSION_TTL_SECONDS` |
+//! | `suspended:{session_id}` | [`SessionRecord`], state `suspended` | `SESSION_RECONNECT_WINDOW_SECONDS` |
+//! | `child_session:{child_id}` | the child's current session id | follows its session |
+//! | `conversation:{conversation_id}` | [`ConversationRecord`] | `CONVERSATION_TTL_SECONDS` |
+//!
+//! Every transition that reads and writes more than one key runs as one Lua script, so two
+//! devices, or a socket closing while a turn is appended, never interleave half-way. The scripts
+//! build some key names from stored ids, so they need a single Redis, not a cluster.
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands as _, Script};
+
+use crate::config::Ttls;
+use crate::record::{ConversationRecord, SessionRecord, TurnRecord, now_rfc3339};
+
+/// What can go wrong with hot state.
+#[derive(Debug, thiserror::Error)]
+pub enum HotError {
+    /// `NOT_FOUND`: no active or suspended session with that id (never existed, ended or expired).
+    #[error("session not found")]
+    NotFound,
+    /// `PERMISSION_DENIED`: the session belongs to another user.
+    #[error("session belongs to another user")]
+    Forbidden,
+    /// `UNAVAILABLE`: Redis could not be reached or did not answer in time.
+    #[error("redis unavailable: {0}")]
+    Unavailable(#[source] redis::RedisError),
+    /// `INTERNAL`: Redis answered something we cannot read.
+    #[error("unexpected hot state: {0}")]
+    Corrupt(String),
+}
+
+impl From<redis::RedisError> for HotError {
+    fn from(err: redis::RedisError) -> Self {
+        if err.is_io_error()
+            || err.is_timeout()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+        {
+            Self::Unavailable(err)
+        } else {
+            Self::Corrupt(err.to_string())
+        }
+    }
+}
+
+/// The result of create-or-discover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenOutcome {
+    /// No session existed: a new one was made with a new conversation.
+    Created,
+    /// The child's active session was returned as it is.
+    Discovered,
+    /// The child's suspended session was made active again.
+    Resumed,
+}
+
+/// A session transition run by `transition.lua`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// A voice socket connects: resume if suspended, count the connection.
+    Attach,
+    /// Make a suspended session active again.
+    Resume,
+    /// Keep the session for the reconnect window only.
+    Suspend,
+    /// Set the paused flag.
+    Pause,
+    /// Clear the paused flag.
+    Unpause,
+}
+
+impl Transition {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Self::Attach => "attach",
+            Self::Resume => "resume",
+            Self::Suspend => "suspend",
+            Self::Pause => "pause",
+            Self::Unpause => "unpause",
+        }
+    }
+}
+
+/// The Redis side of the session-service. Cheap to clone.
+#[derive(Clone)]
+pub struct HotStore {
+    redis: ConnectionManager,
+    ttl: Ttls,
+    open: Script,
+    transition: Script,
+    append: Script,
+}
+
+impl HotStore {
+    /// Wraps a connection manager.
+    pub fn new(redis: ConnectionManager, ttl: Ttls) -> Self {
+        Self {
+            redis,
+            ttl,
+            open: Script::new(include_str!("lua/open.lua")),
+            transition: Script::new(include_str!("lua/transition.lua")),
+            append: Script::new(include_str!("lua/append.lua")),
+        }
+    }
+
+    /// The time-to-live settings.
+    pub fn ttl(&self) -> &Ttls {
+        &self.ttl
+    }
+
+    /// Create-or-discover the session of `child_id` for `user_id`.
+    pub async fn open(
+        &self,
+        user_id: &str,
+        child_id: &str,
+        mode: &str,
+    ) -> Result<(OpenOutcome, SessionRecord), HotError> {
+        let now = now_rfc3339();
+        let fresh = SessionRecord {
+            session_id: uuid::Uuid::new_v4().to_string(),
+            user_id: user_id.to_owned(),
+            child_id: child_id.to_owned(),
+            state: "active".to_owned(),
+            conversation_id: uuid::Uuid::new_v4().to_string(),
+            mode: mode.to_owned(),
+            paused: false,
+            created_at: now.clone(),
+            last_activity_at: now.clone(),
+            connection_count: 0,
+        };
+        let fresh_json = to_json(&fresh)?;
+        let (outcome, json): (String, String) = self
+            .open
+            .key(format!("child_session:{child_id}"))
+            .arg(&fresh_json)
+            .arg(&fresh.session_id)
+            .arg(self.ttl.session.as_secs())
+            .arg(&now)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        let outcome = match outcome.as_str() {
+            "created" => OpenOutcome::Created,
+            "discovered" => OpenOutcome::Discovered,
+            "resumed" => OpenOutcome::Resumed,
+            other => return Err(HotError::Corrupt(format!("open returned {other:?}"))),
+        };
+        Ok((outcome, from_json(&json)?))
+    }
+
+    /// An active or suspended session.
+    pub async fn get(&self, session_id: &str) -> Result<SessionRecord, HotError> {
+        let mut redis = self.redis.clone();
+        let (active, suspended): (Option<String>, Option<String>) = redis::pipe()
+            .get(format!("session:{session_id}"))
+            .get(format!("suspended:{session_id}"))
+            .query_async(&mut redis)
+            .await?;
+        match active.or(suspended) {
+            Some(json) => from_json(&json),
+            None => Err(HotError::NotFound),
+        }
+    }
+
+    /// Runs one transition; `user_id` must own the session (empty skips the check).
+    /// Returns whether the session was suspended before, and the session after.
+    pub async fn transition(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        transition: Transition,
+    ) -> Result<(bool, SessionRecord), HotError> {
+        let reply: Vec<String> = self
+            .transition
+            .key(format!("session:{session_id}"))
+            .key(format!("suspended:{session_id}"))
+            .arg(transition.as_arg())
+            .arg(user_id)
+            .arg(now_rfc3339())
+            .arg(self.ttl.session.as_secs())
+            .arg(self.ttl.reconnect_window.as_secs())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        match reply.as_slice() {
+            [status] if status == "missing" => Err(HotError::NotFound),
+            [status] if status == "forbidden" => Err(HotError::Forbidden),
+            [before, json] => Ok((before == "suspended", from_json(json)?)),
+            other => Err(HotError::Corrupt(format!("transition returned {other:?}"))),
+        }
+    }
+
+    /// Removes every hot key of a session (after it was archived).
+    pub async fn remove(&self, session: &SessionRecord) -> Result<(), HotError> {
+        let mut redis = self.redis.clone();
+        let child_key = format!("child_session:{}", session.child_id);
+        let _: () = redis
+            .del(&[
+                format!("session:{}", session.session_id),
+                format!("suspended:{}", session.session_id),
+            ])
+            .await?;
+        // Only drop the child's pointer if it still points here (a newer session keeps its own).
+        let pointer: Option<String> = redis.get(&child_key).await?;
+        if pointer.as_deref() == Some(session.session_id.as_str()) {
+            let _: () = redis.del(&child_key).await?;
+        }
+        Ok(())
+    }
+
+    /// The conversation snapshot; a conversation with no turns yet reads as empty.
+    pub async fn conversation(
+        &self,
+        conversation_id: &str,
+        owner_user_id: &str,
+    ) -> Result<ConversationRecord, HotError> {
+        let json: Option<String> = self
+            .redis
+            .clone()
+            .get(format!("conversation:{conversation_id}"))
+            .await?;
+        match json {
+            Some(json) => {
+                let record: ConversationRecord = from_json(&json)?;
+                if record.owner_user_id != owner_user_id {
+                    return Err(HotError::Forbidden);
+                }
+                Ok(record)
+            }
+            None => Ok(ConversationRecord {
+                conversation_id: conversation_id.to_owned(),
+                owner_user_id: owner_user_id.to_owned(),
+                turns: Vec::new(),
+            }),
+        }
+    }
+
+    /// Appends turns to the session's conversation; returns the new turn count.
+    pub async fn append(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        turns: &[TurnRecord],
+    ) -> Result<u32, HotError> {
+        let reply: (String, Option<u32>) = self
+            .append
+            .key(format!("session:{session_id}"))
+            .key(format!("suspended:{session_id}"))
+            .arg(user_id)
+            .arg(to_json(&turns)?)
+            .arg(now_rfc3339())
+            .arg(self.ttl.session.as_secs())
+            .arg(self.ttl.conversation.as_secs())
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map(|v: Vec<redis::Value>| decode_append(&v))??;
+        match reply {
+            (status, Some(count)) if status == "ok" => Ok(count),
+            (status, _) if status == "missing" => Err(HotError::NotFound),
+            (status, _) if status == "forbidden" => Err(HotError::Forbidden),
+            (status, _) => Err(HotError::Corrupt(format!("append returned {status:?}"))),
+        }
+    }
+
+    /// Answers PING (readiness).
+    pub async fn ping(&self) -> Result<(), HotError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+fn decode_append(values: &[redis::Value]) -> Result<(String, Option<u32>), HotError> {
+    let status = match values.first() {
+        Some(value) => redis::from_redis_value::<String>(value.clone())
+            .map_err(|e| HotError::Corrupt(e.to_string()))?,
+        None => return Err(HotError::Corrupt("append returned nothing".into())),
+    };
+    let count = values
+        .get(1)
+        .and_then(|v| redis::from_redis_value::<u32>(v.clone()).ok());
+    Ok((status, count))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, HotError> {
+    serde_json::to_string(value).map_err(|e| HotError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, HotError> {
+    serde_json::from_str(json).map_err(|e| HotError::Corrupt(format!("{e}: {json}")))
+}

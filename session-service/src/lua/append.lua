@@ -1,0 +1,42 @@
+-- Append turns to a session's conversation and refresh the session's time to live, atomically.
+-- KEYS[1] session:{id}, KEYS[2] suspended:{id}
+-- ARGV[1] caller's user id, ARGV[2] JSON list of turns, ARGV[3] now (RFC 3339)
+-- ARGV[4] session TTL (s), ARGV[5] conversation TTL (s)
+-- Returns {'missing'}, {'forbidden'} or {'ok', turn count}.
+local raw = redis.call('GET', KEYS[1])
+local live = true
+if not raw then
+  raw = redis.call('GET', KEYS[2])
+  live = false
+  if not raw then
+    return {'missing'}
+  end
+end
+local s = cjson.decode(raw)
+if s.user_id ~= ARGV[1] then
+  return {'forbidden'}
+end
+local conv_key = 'conversation:' .. s.conversation_id
+local conv_raw = redis.call('GET', conv_key)
+local conv
+if conv_raw then
+  conv = cjson.decode(conv_raw)
+  if conv._owner_user_id ~= s.user_id then
+    return {'forbidden'}
+  end
+else
+  conv = {conversation_id = s.conversation_id, _owner_user_id = s.user_id, turns = {}}
+end
+if type(conv.turns) ~= 'table' then
+  conv.turns = {}
+end
+for _, turn in ipairs(cjson.decode(ARGV[2])) do
+  table.insert(conv.turns, turn)
+end
+redis.call('SET', conv_key, cjson.encode(conv), 'EX', ARGV[5])
+if live then
+  s.last_activity_at = ARGV[3]
+  redis.call('SET', KEYS[1], cjson.encode(s), 'EX', ARGV[4])
+  redis.call('EXPIRE', 'child_session:' .. s.child_id, ARGV[4], 'GT')
+end
+return {'ok', #conv.turns}

@@ -1,0 +1,193 @@
+//! The JSON documents kept in Redis, and their conversion to the gRPC messages.
+//!
+//! Field names are the same in Redis, gRPC and the REST API (snake_case). Times are RFC 3339 UTC
+//! strings in Redis (Lua's JSON encoder would round large integers) and Unix milliseconds in gRPC.
+
+use blob_proto::session::v1 as pb;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::config::Ttls;
+
+/// `session:{session_id}` and `suspended:{session_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The session's id (a UUID).
+    pub session_id: String,
+    /// The parent who opened it.
+    pub user_id: String,
+    /// The child it is for.
+    pub child_id: String,
+    /// `active` or `suspended` (an ended session is no longer hot).
+    pub state: String,
+    /// The conversation this session continues.
+    pub conversation_id: String,
+    /// What kind of session (`conversation`).
+    pub mode: String,
+    /// Paused by the parent or the app: audio is ignored until resumed.
+    #[serde(default)]
+    pub paused: bool,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC; refreshed on every transition and turn.
+    pub last_activity_at: String,
+    /// Voice sockets attached so far.
+    #[serde(default)]
+    pub connection_count: u32,
+}
+
+/// `conversation:{conversation_id}`: the whole conversation so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    /// The conversation's id (a UUID).
+    pub conversation_id: String,
+    /// The parent who owns it; only they may read it.
+    #[serde(rename = "_owner_user_id")]
+    pub owner_user_id: String,
+    /// Oldest first. Lua's JSON encoder writes an empty list as `{}`, so both are accepted.
+    #[serde(default, deserialize_with = "turns_or_empty_object")]
+    pub turns: Vec<TurnRecord>,
+}
+
+/// One exchange of a conversation: the child's words and Blob's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    /// The voice turn this exchange came from.
+    #[serde(default)]
+    pub request_id: String,
+    /// What the child said.
+    pub user_text: String,
+    /// What Blob answered.
+    pub assistant_text: String,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+fn turns_or_empty_object<'de, D>(deserializer: D) -> Result<Vec<TurnRecord>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Turns {
+        List(Vec<TurnRecord>),
+        Empty(serde_json::Map<String, serde_json::Value>),
+    }
+    match Turns::deserialize(deserializer)? {
+        Turns::List(turns) => Ok(turns),
+        Turns::Empty(map) if map.is_empty() => Ok(Vec::new()),
+        Turns::Empty(_) => Err(serde::de::Error::custom("turns must be a list")),
+    }
+}
+
+/// The current time as stored in records.
+pub fn now_rfc3339() -> String {
+    format_rfc3339(OffsetDateTime::now_utc())
+}
+
+/// Formats a time as RFC 3339 with millisecond precision.
+pub fn format_rfc3339(at: OffsetDateTime) -> String {
+    let at = at
+        .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+        .unwrap_or(at);
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Unix milliseconds of an RFC 3339 string (0 when unparsable).
+pub fn unix_ms(rfc3339: &str) -> i64 {
+    OffsetDateTime::parse(rfc3339, &Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or_default()
+}
+
+/// RFC 3339 string of Unix milliseconds.
+pub fn from_unix_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(format_rfc3339)
+        .unwrap_or_else(|_| now_rfc3339())
+}
+
+impl SessionRecord {
+    /// The gRPC message, with the expiry derived from the state's time to live.
+    pub fn to_proto(&self, ttl: &Ttls) -> pb::Session {
+        let (state, live_for) = match self.state.as_str() {
+            "suspended" => (pb::SessionState::Suspended, ttl.reconnect_window),
+            "ended" => (pb::SessionState::Ended, std::time::Duration::ZERO),
+            _ => (pb::SessionState::Active, ttl.session),
+        };
+        let last_activity_at_ms = unix_ms(&self.last_activity_at);
+        pb::Session {
+            session_id: self.session_id.clone(),
+            user_id: self.user_id.clone(),
+            child_id: self.child_id.clone(),
+            state: state.into(),
+            conversation_id: self.conversation_id.clone(),
+            mode: self.mode.clone(),
+            paused: self.paused,
+            created_at_ms: unix_ms(&self.created_at),
+            last_activity_at_ms,
+            expires_at_ms: last_activity_at_ms + live_for.as_millis() as i64,
+            ttl_seconds: ttl.session.as_secs() as u32,
+            reconnect_window_seconds: ttl.reconnect_window.as_secs() as u32,
+            connection_count: self.connection_count,
+        }
+    }
+}
+
+impl TurnRecord {
+    /// From the gRPC message.
+    pub fn from_proto(turn: &pb::ConversationTurn) -> Self {
+        let timestamp = if turn.created_at_ms > 0 {
+            from_unix_ms(turn.created_at_ms)
+        } else {
+            now_rfc3339()
+        };
+        Self {
+            request_id: turn.request_id.clone(),
+            user_text: turn.user_text.clone(),
+            assistant_text: turn.assistant_text.clone(),
+            timestamp,
+        }
+    }
+
+    /// The gRPC message.
+    pub fn to_proto(&self) -> pb::ConversationTurn {
+        pb::ConversationTurn {
+            request_id: self.request_id.clone(),
+            user_text: self.user_text.clone(),
+            assistant_text: self.assistant_text.clone(),
+            created_at_ms: unix_ms(&self.timestamp),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lua_empty_turns_object_reads_as_empty_list() {
+        let raw = r#"{"conversation_id":"c","_owner_user_id":"u","turns":{}}"#;
+        let record: ConversationRecord = serde_json::from_str(raw).unwrap();
+        assert!(record.turns.is_empty());
+        assert_eq!(record.owner_user_id, "u");
+    }
+
+    #[test]
+    fn times_round_trip_through_milliseconds() {
+        let ms = 1_763_788_800_123;
+        assert_eq!(unix_ms(&from_unix_ms(ms)), ms);
+    }
+
+    #[test]
+    fn turns_round_trip_through_proto() {
+        let turn = pb::ConversationTurn {
+            request_id: "r1".into(),
+            user_text: "Hi Blob".into(),
+            assistant_text: "Hello!".into(),
+            created_at_ms: 1_763_788_800_000,
+        };
+        assert_eq!(TurnRecord::from_proto(&turn).to_proto(), turn);
+    }
+}

@@ -1,0 +1,393 @@
+//! The `blob.session.v1.SessionStore` gRPC service.
+
+use std::sync::Arc;
+
+use blob_kit::ErrorKind;
+use blob_proto::session::v1 as pb;
+use blob_proto::session::v1::session_store_server::SessionStore;
+use tonic::{Request, Response, Status};
+
+use crate::cold::{ChildRecord, ColdError, ColdStore, UserRecord};
+use crate::hot::{HotError, HotStore, OpenOutcome, Transition};
+use crate::record::{TurnRecord, unix_ms};
+
+/// Longest child name accepted, in characters.
+const MAX_NAME_CHARS: usize = 64;
+/// Grades accepted: pre-kindergarten (-1) to grade 12.
+const GRADES: std::ops::RangeInclusive<i32> = -1..=12;
+/// Most turns one append may carry.
+const MAX_TURNS_PER_APPEND: usize = 16;
+/// Longest text of one turn, in bytes.
+const MAX_TURN_BYTES: usize = 16 * 1024;
+
+/// The service: hot state in Redis, cold state behind a trait object.
+#[derive(Clone)]
+pub struct SessionService {
+    hot: HotStore,
+    cold: Arc<dyn ColdStore>,
+}
+
+impl SessionService {
+    /// A service over the two stores.
+    pub fn new(hot: HotStore, cold: Arc<dyn ColdStore>) -> Self {
+        Self { hot, cold }
+    }
+
+    async fn require_permission(
+        &self,
+        user_id: &str,
+        child_id: &str,
+        at_least: pb::Permission,
+    ) -> Result<(ChildRecord, pb::Permission), Status> {
+        match self
+            .cold
+            .child_for(user_id, child_id)
+            .await
+            .map_err(cold_status)?
+        {
+            // Another family's child looks exactly like a child that does not exist.
+            None => Err(ErrorKind::NotFound.status("child not found")),
+            Some((_, permission)) if permission < at_least => {
+                Err(ErrorKind::PermissionDenied
+                    .status("this account may not do that for this child"))
+            }
+            Some(found) => Ok(found),
+        }
+    }
+
+    fn session(&self, record: &crate::record::SessionRecord) -> pb::Session {
+        record.to_proto(self.hot.ttl())
+    }
+}
+
+fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
+    if value.trim().is_empty() {
+        Err(ErrorKind::InvalidArgument.status(format!("{field} is required")))
+    } else {
+        Ok(value)
+    }
+}
+
+fn hot_status(err: HotError) -> Status {
+    match err {
+        HotError::NotFound => ErrorKind::NotFound.status("session not found"),
+        HotError::Forbidden => {
+            ErrorKind::PermissionDenied.status("session belongs to another user")
+        }
+        HotError::Unavailable(err) => {
+            tracing::error!(error = %err, "redis unavailable");
+            ErrorKind::Unavailable.status("session store unavailable")
+        }
+        HotError::Corrupt(detail) => {
+            tracing::error!(%detail, "unreadable hot state");
+            ErrorKind::Internal.status("internal error")
+        }
+    }
+}
+
+fn cold_status(err: ColdError) -> Status {
+    tracing::error!(error = %err, "cold store failure");
+    ErrorKind::Unavailable.status("cold store unavailable")
+}
+
+fn user_proto(user: UserRecord) -> pb::User {
+    pb::User {
+        uid: user.uid,
+        email: user.email,
+        display_name: user.display_name,
+        role: user.role,
+        created_at_ms: unix_ms(&user.created_at),
+        last_login_at_ms: unix_ms(&user.last_login_at),
+    }
+}
+
+fn access_proto(child: ChildRecord, permission: pb::Permission) -> pb::ChildAccess {
+    pb::ChildAccess {
+        child: Some(pb::Child {
+            created_at_ms: unix_ms(&child.created_at),
+            child_id: child.child_id,
+            name: child.name,
+            grade_level: child.grade_level,
+        }),
+        permission: permission.into(),
+    }
+}
+
+#[tonic::async_trait]
+impl SessionStore for SessionService {
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().uid))]
+    async fn upsert_user(
+        &self,
+        request: Request<pb::UpsertUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let req = request.into_inner();
+        required(&req.uid, "uid")?;
+        if req.uid.len() > 128 || req.uid.contains('/') {
+            return Err(
+                ErrorKind::InvalidArgument.status("uid must be 1-128 characters without '/'")
+            );
+        }
+        let user = self
+            .cold
+            .upsert_user(&req.uid, &req.email, &req.display_name)
+            .await
+            .map_err(cold_status)?;
+        Ok(Response::new(user_proto(user)))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn list_children(
+        &self,
+        request: Request<pb::ListChildrenRequest>,
+    ) -> Result<Response<pb::ListChildrenResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let children = self
+            .cold
+            .list_children(&req.user_id)
+            .await
+            .map_err(cold_status)?;
+        Ok(Response::new(pb::ListChildrenResponse {
+            children: children
+                .into_iter()
+                .map(|(c, p)| access_proto(c, p))
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn create_child(
+        &self,
+        request: Request<pb::CreateChildRequest>,
+    ) -> Result<Response<pb::ChildAccess>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let name = required(req.name.trim(), "name")?;
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(ErrorKind::InvalidArgument
+                .status(format!("name must be at most {MAX_NAME_CHARS} characters")));
+        }
+        if !GRADES.contains(&req.grade_level) {
+            return Err(ErrorKind::InvalidArgument.status("grade_level must be between -1 and 12"));
+        }
+        let child = self
+            .cold
+            .create_child(&req.user_id, name, req.grade_level)
+            .await
+            .map_err(cold_status)?;
+        Ok(Response::new(access_proto(child, pb::Permission::Manage)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn get_child(
+        &self,
+        request: Request<pb::GetChildRequest>,
+    ) -> Result<Response<pb::ChildAccess>, Status> {
+        let req = request.into_inner();
+        let (child, permission) = self
+            .require_permission(&req.user_id, &req.child_id, pb::Permission::View)
+            .await?;
+        Ok(Response::new(access_proto(child, permission)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn open_session(
+        &self,
+        request: Request<pb::OpenSessionRequest>,
+    ) -> Result<Response<pb::OpenSessionResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        required(&req.child_id, "child_id")?;
+        self.require_permission(&req.user_id, &req.child_id, pb::Permission::Interact)
+            .await?;
+        let mode = if req.mode.is_empty() {
+            "conversation"
+        } else {
+            req.mode.as_str()
+        };
+        let (outcome, record) = self
+            .hot
+            .open(&req.user_id, &req.child_id, mode)
+            .await
+            .map_err(hot_status)?;
+        tracing::info!(session_id = %record.session_id, ?outcome, "session opened");
+        let outcome = match outcome {
+            OpenOutcome::Created => pb::OpenOutcome::Created,
+            OpenOutcome::Discovered => pb::OpenOutcome::Discovered,
+            OpenOutcome::Resumed => pb::OpenOutcome::Resumed,
+        };
+        Ok(Response::new(pb::OpenSessionResponse {
+            session: Some(self.session(&record)),
+            outcome: outcome.into(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        let record = self.hot.get(&req.session_id).await.map_err(hot_status)?;
+        Ok(Response::new(self.session(&record)))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn attach_session(
+        &self,
+        request: Request<pb::AttachSessionRequest>,
+    ) -> Result<Response<pb::AttachSessionResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        required(&req.user_id, "user_id")?;
+        let (was_suspended, record) = self
+            .hot
+            .transition(&req.session_id, &req.user_id, Transition::Attach)
+            .await
+            .map_err(hot_status)?;
+        let conversation = self
+            .hot
+            .conversation(&record.conversation_id, &record.user_id)
+            .await
+            .map_err(hot_status)?;
+        let resumed =
+            was_suspended || record.connection_count > 1 || !conversation.turns.is_empty();
+        tracing::info!(resumed, turns = conversation.turns.len(), "socket attached");
+        Ok(Response::new(pb::AttachSessionResponse {
+            session: Some(self.session(&record)),
+            resumed,
+            turns: conversation
+                .turns
+                .iter()
+                .map(TurnRecord::to_proto)
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn suspend_session(
+        &self,
+        request: Request<pb::SessionRef>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        let (_, record) = self
+            .hot
+            .transition(&req.session_id, &req.user_id, Transition::Suspend)
+            .await
+            .map_err(hot_status)?;
+        Ok(Response::new(self.session(&record)))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn resume_session(
+        &self,
+        request: Request<pb::SessionRef>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        let (_, record) = self
+            .hot
+            .transition(&req.session_id, &req.user_id, Transition::Resume)
+            .await
+            .map_err(hot_status)?;
+        Ok(Response::new(self.session(&record)))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn end_session(
+        &self,
+        request: Request<pb::SessionRef>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        let mut record = self.hot.get(&req.session_id).await.map_err(hot_status)?;
+        if !req.user_id.is_empty() && record.user_id != req.user_id {
+            return Err(hot_status(HotError::Forbidden));
+        }
+        // Archive first: if the cold store fails, the hot state is still there to retry with.
+        self.cold
+            .archive_session(&record)
+            .await
+            .map_err(cold_status)?;
+        self.hot.remove(&record).await.map_err(hot_status)?;
+        record.state = "ended".to_owned();
+        Ok(Response::new(self.session(&record)))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn set_paused(
+        &self,
+        request: Request<pb::SetPausedRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        let transition = if req.paused {
+            Transition::Pause
+        } else {
+            Transition::Unpause
+        };
+        let (_, record) = self
+            .hot
+            .transition(&req.session_id, &req.user_id, transition)
+            .await
+            .map_err(hot_status)?;
+        Ok(Response::new(self.session(&record)))
+    }
+
+    #[tracing::instrument(skip_all, fields(conversation_id = %request.get_ref().conversation_id))]
+    async fn get_conversation(
+        &self,
+        request: Request<pb::GetConversationRequest>,
+    ) -> Result<Response<pb::Conversation>, Status> {
+        let req = request.into_inner();
+        required(&req.conversation_id, "conversation_id")?;
+        required(&req.user_id, "user_id")?;
+        let record = self
+            .hot
+            .conversation(&req.conversation_id, &req.user_id)
+            .await
+            .map_err(|err| match err {
+                // Someone else's conversation is reported like a missing one.
+                HotError::Forbidden => ErrorKind::NotFound.status("conversation not found"),
+                other => hot_status(other),
+            })?;
+        Ok(Response::new(pb::Conversation {
+            conversation_id: record.conversation_id,
+            owner_user_id: record.owner_user_id,
+            turns: record.turns.iter().map(TurnRecord::to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn append_turns(
+        &self,
+        request: Request<pb::AppendTurnsRequest>,
+    ) -> Result<Response<pb::AppendTurnsResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        required(&req.user_id, "user_id")?;
+        if req.turns.is_empty() || req.turns.len() > MAX_TURNS_PER_APPEND {
+            return Err(ErrorKind::InvalidArgument.status(format!(
+                "append 1 to {MAX_TURNS_PER_APPEND} turns at a time"
+            )));
+        }
+        let mut turns = Vec::with_capacity(req.turns.len());
+        for turn in &req.turns {
+            if turn.user_text.len() + turn.assistant_text.len() > MAX_TURN_BYTES {
+                return Err(ErrorKind::InvalidArgument.status("turn text too long"));
+            }
+            if turn.user_text.trim().is_empty() {
+                return Err(ErrorKind::InvalidArgument.status("user_text is required"));
+            }
+            turns.push(TurnRecord::from_proto(turn));
+        }
+        let turn_count = self
+            .hot
+            .append(&req.session_id, &req.user_id, &turns)
+            .await
+            .map_err(hot_status)?;
+        Ok(Response::new(pb::AppendTurnsResponse { turn_count }))
+    }
+}

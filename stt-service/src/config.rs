@@ -1,0 +1,119 @@
+//! Configuration from the environment (see the README's table).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use blob_kit::config::{ConfigError, EnvReader};
+
+use crate::vad::SegmenterConfig;
+
+/// Everything the stt-service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `STT_GRPC_ADDR`.
+    pub grpc_addr: SocketAddr,
+    /// `WHISPER_MODEL_PATH`: a whisper.cpp ggml model file.
+    pub model_path: PathBuf,
+    /// `STT_LANGUAGE` (default `en`; `auto` detects).
+    pub language: String,
+    /// `STT_WORKERS` (default: the number of cores): transcriptions run at once.
+    pub workers: usize,
+    /// `STT_THREADS` (default 1): threads per transcription.
+    pub threads: usize,
+    /// `STT_MIN_SECONDS` (default 1.0): shorter speech is rejected as `too_short`.
+    pub min_speech: Duration,
+    /// `STT_CONFIDENCE_THRESHOLD` (default 0.6): lower confidence is rejected.
+    pub confidence_threshold: f32,
+    /// Voice activity detection and endpointing.
+    pub segmenter: SegmenterConfig,
+}
+
+impl Config {
+    /// Reads and validates the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_reader(EnvReader::from_env())
+    }
+
+    /// Reads and validates the given variables, reporting every problem at once.
+    pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let grpc_addr = env.parse("STT_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)));
+        let model_path =
+            PathBuf::from(env.string("WHISPER_MODEL_PATH", "models/ggml-base-q8_0.bin"));
+        let language = env.string("STT_LANGUAGE", "en");
+        let workers = env.parse("STT_WORKERS", cores);
+        let threads = env.parse("STT_THREADS", 1usize);
+        let min_seconds = env.parse("STT_MIN_SECONDS", 1.0f64);
+        let confidence_threshold = env.parse("STT_CONFIDENCE_THRESHOLD", 0.6f32);
+        let defaults = SegmenterConfig::default();
+        let energy_threshold = env.parse("VAD_ENERGY_THRESHOLD", defaults.energy_threshold);
+        let silence_ms = env.parse("VAD_SILENCE_MS", defaults.silence_ms);
+        let max_utterance_seconds = env.parse(
+            "STT_MAX_UTTERANCE_SECONDS",
+            defaults.max_utterance_ms / 1000,
+        );
+
+        env.check(model_path.is_file(), || {
+            format!(
+                "WHISPER_MODEL_PATH={}: no such file (run `make model`)",
+                model_path.display()
+            )
+        });
+        env.check(workers >= 1, || "STT_WORKERS must be at least 1".to_owned());
+        env.check(threads >= 1, || "STT_THREADS must be at least 1".to_owned());
+        env.check((0.0..=30.0).contains(&min_seconds), || {
+            "STT_MIN_SECONDS must be between 0 and 30".to_owned()
+        });
+        env.check((0.0..=1.0).contains(&confidence_threshold), || {
+            "STT_CONFIDENCE_THRESHOLD must be between 0 and 1".to_owned()
+        });
+        env.check(energy_threshold >= 0.0, || {
+            "VAD_ENERGY_THRESHOLD must not be negative".into()
+        });
+        env.check((100..=10_000).contains(&silence_ms), || {
+            "VAD_SILENCE_MS must be between 100 and 10000".to_owned()
+        });
+        env.check((1..=30).contains(&max_utterance_seconds), || {
+            "STT_MAX_UTTERANCE_SECONDS must be between 1 and 30 (whisper's window)".to_owned()
+        });
+        env.check(
+            language == "auto" || whisper_rs::get_lang_id(&language).is_some(),
+            || format!("STT_LANGUAGE={language:?}: not a whisper language code"),
+        );
+        env.finish()?;
+        Ok(Self {
+            grpc_addr,
+            model_path,
+            language,
+            workers,
+            threads,
+            min_speech: Duration::from_secs_f64(min_seconds),
+            confidence_threshold,
+            segmenter: SegmenterConfig {
+                energy_threshold,
+                silence_ms,
+                max_utterance_ms: max_utterance_seconds * 1000,
+                ..defaults
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_model_and_bad_numbers_are_all_reported() {
+        let err = Config::from_reader(EnvReader::from_pairs([
+            ("WHISPER_MODEL_PATH", "/nonexistent/model.bin"),
+            ("STT_CONFIDENCE_THRESHOLD", "2"),
+            ("VAD_SILENCE_MS", "fast"),
+            ("STT_LANGUAGE", "klingon"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+        assert!(err.problems.iter().any(|p| p.contains("make model")));
+    }
+}

@@ -1,0 +1,183 @@
+//! The recogniser: one whisper.cpp model loaded at start, a pool of decoder states, and
+//! transcription on blocking threads so the async runtime keeps moving audio.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+/// whisper's encoder window: 1500 frames = 30 s.
+const FULL_AUDIO_CTX: usize = 1500;
+/// Short clips with a tiny encoder window make the decoder loop; never go below this.
+const MIN_AUDIO_CTX: usize = 384;
+/// Upper bound on tokens per second of audio (fast speech is ~4-5 tokens per second).
+const MAX_TOKENS_PER_SECOND: f32 = 8.0;
+
+/// What the recogniser heard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    /// The words, trimmed.
+    pub text: String,
+    /// Mean probability of the text tokens, 0..1.
+    pub confidence: f32,
+    /// The probability whisper gives to "no speech" for the clip.
+    pub no_speech: f32,
+    /// Language code used or detected.
+    pub language: String,
+    /// Wall time of the inference.
+    pub inference_ms: u32,
+}
+
+/// Shared recogniser. Cheap to share behind an `Arc`.
+pub struct Engine {
+    context: WhisperContext,
+    states: Mutex<Vec<WhisperState>>,
+    permits: Semaphore,
+    threads: usize,
+    language: String,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Loads the model and makes `workers` decoder states.
+    pub fn load(
+        model: &Path,
+        workers: usize,
+        threads: usize,
+        language: &str,
+    ) -> anyhow::Result<Self> {
+        whisper_rs::install_logging_hooks();
+        let path = model.to_str().context("model path is not UTF-8")?;
+        let context = WhisperContext::new_with_params(path, WhisperContextParameters::default())
+            .with_context(|| format!("loading whisper model {}", model.display()))?;
+        let states = (0..workers)
+            .map(|_| context.create_state().context("creating a whisper state"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            context,
+            states: Mutex::new(states),
+            permits: Semaphore::new(workers),
+            threads,
+            language: language.to_owned(),
+        })
+    }
+
+    /// Transcribes 16 kHz mono PCM. Waits for a free worker, then runs on a blocking thread.
+    pub async fn transcribe(self: &Arc<Self>, pcm: Vec<i16>) -> anyhow::Result<Transcript> {
+        let _permit = self.permits.acquire().await.context("engine closed")?;
+        let engine = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut state = engine
+                .states
+                .lock()
+                .map_err(|_| anyhow::anyhow!("state pool poisoned"))?
+                .pop()
+                .context("no free whisper state")?;
+            let result = engine.run(&mut state, &pcm);
+            if let Ok(mut pool) = engine.states.lock() {
+                pool.push(state);
+            }
+            result
+        })
+        .await
+        .context("transcription task failed")?
+    }
+
+    fn run(&self, state: &mut WhisperState, pcm: &[i16]) -> anyhow::Result<Transcript> {
+        let started = Instant::now();
+        let audio: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
+        let seconds = audio.len() as f32 / 16_000.0;
+
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads as i32);
+        params.set_translate(false);
+        params.set_no_context(true);
+        params.set_single_segment(true);
+        params.set_no_timestamps(true);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        params.set_temperature(0.0);
+        params.set_temperature_inc(0.0);
+        params.set_audio_ctx(audio_ctx(seconds) as i32);
+        params.set_max_tokens((seconds * MAX_TOKENS_PER_SECOND).ceil() as i32 + 8);
+        if self.language == "auto" {
+            params.set_language(Some("auto"));
+        } else {
+            params.set_language(Some(&self.language));
+        }
+
+        state
+            .full(params, &audio)
+            .context("whisper inference failed")?;
+
+        let eot = self.context.token_eot();
+        let mut text = String::new();
+        let mut probability_sum = 0.0f32;
+        let mut tokens = 0u32;
+        let mut no_speech = 0.0f32;
+        for segment in state.as_iter() {
+            text.push_str(&segment.to_str_lossy().context("reading a segment")?);
+            no_speech = no_speech.max(segment.no_speech_probability());
+            for i in 0..segment.n_tokens() {
+                if let Some(token) = segment.get_token(i) {
+                    // Ids from the end-of-text token up are special (timestamps, language...).
+                    if token.token_id() < eot {
+                        probability_sum += token.token_probability();
+                        tokens += 1;
+                    }
+                }
+            }
+        }
+        let language = if self.language == "auto" {
+            whisper_rs::get_lang_str(state.full_lang_id_from_state())
+                .unwrap_or("en")
+                .to_owned()
+        } else {
+            self.language.clone()
+        };
+        Ok(Transcript {
+            text: text.trim().to_owned(),
+            confidence: if tokens == 0 {
+                0.0
+            } else {
+                probability_sum / tokens as f32
+            },
+            no_speech,
+            language,
+            inference_ms: started.elapsed().as_millis() as u32,
+        })
+    }
+}
+
+/// Encoder frames for a clip: its own length plus a margin, bounded below and by the window.
+pub fn audio_ctx(seconds: f32) -> usize {
+    let frames = (seconds * 50.0).ceil() as usize + 64;
+    frames.clamp(MIN_AUDIO_CTX, FULL_AUDIO_CTX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_ctx_follows_the_clip_within_bounds() {
+        assert_eq!(audio_ctx(0.5), MIN_AUDIO_CTX);
+        assert_eq!(audio_ctx(10.0), 564);
+        assert_eq!(audio_ctx(40.0), FULL_AUDIO_CTX);
+    }
+}

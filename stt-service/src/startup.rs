@@ -1,0 +1,81 @@
+//! Building the service: load the model, bind the listener, serve until stopped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use blob_proto::stt::v1::speech_to_text_server::SpeechToTextServer;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::service::SttService;
+use crate::stream::StreamSettings;
+
+/// A built stt-service with its model loaded, listening but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    service: SttService,
+}
+
+impl Application {
+    /// Loads the whisper model and binds the gRPC listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let started = std::time::Instant::now();
+        let (path, workers, threads, language) = (
+            config.model_path.clone(),
+            config.workers,
+            config.threads,
+            config.language.clone(),
+        );
+        let engine =
+            tokio::task::spawn_blocking(move || Engine::load(&path, workers, threads, &language))
+                .await
+                .context("model loading task failed")??;
+        tracing::info!(
+            model = %config.model_path.display(),
+            workers = config.workers,
+            threads = config.threads,
+            load_ms = started.elapsed().as_millis() as u64,
+            "whisper model loaded"
+        );
+        let settings = StreamSettings {
+            segmenter: config.segmenter.clone(),
+            min_speech: config.min_speech,
+            confidence_threshold: config.confidence_threshold,
+        };
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("binding STT_GRPC_ADDR {}", config.grpc_addr))?;
+        Ok(Self {
+            listener,
+            service: SttService::new(Arc::new(engine), settings),
+        })
+    }
+
+    /// The bound address (useful when the configured port was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "stt-service listening");
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes.add_service(SpeechToTextServer::new(self.service));
+        blob_kit::grpc::serve(
+            self.listener,
+            routes,
+            &["blob.stt.v1.SpeechToText"],
+            &[blob_proto::FILE_DESCRIPTOR_SET],
+            shutdown,
+        )
+        .await
+    }
+}

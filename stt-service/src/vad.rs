@@ -1,0 +1,367 @@
+//! Voice activity detection and endpointing: cuts a stream of 16 kHz PCM into utterances.
+//!
+//! Each 20 ms frame is voiced when its RMS level reaches the energy threshold. Speech starts after
+//! a few voiced frames in a row (so a click doesn't count) and the utterance keeps a pre-roll of
+//! the audio before that, so the first syllable isn't clipped. It ends after a run of unvoiced
+//! frames as long as the silence setting, at the maximum length, or when the client flushes.
+
+use std::collections::VecDeque;
+
+/// Samples per second of the PCM the segmenter accepts.
+pub const SAMPLE_RATE: u32 = 16_000;
+/// Length of one analysis frame.
+pub const FRAME_MS: u32 = 20;
+const FRAME_SAMPLES: usize = (SAMPLE_RATE * FRAME_MS / 1000) as usize;
+
+/// Segmenter settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmenterConfig {
+    /// `VAD_ENERGY_THRESHOLD` (default 500): RMS on the s16 scale at which a frame is voiced.
+    pub energy_threshold: f32,
+    /// `VAD_SILENCE_MS` (default 800): unvoiced time that ends an utterance.
+    pub silence_ms: u32,
+    /// Audio kept from before the detected onset.
+    pub preroll_ms: u32,
+    /// Voiced frames in a row needed to start speech.
+    pub onset_frames: u32,
+    /// Unvoiced audio kept at the end of an utterance.
+    pub tail_ms: u32,
+    /// `STT_MAX_UTTERANCE_SECONDS` (default 15 s) in milliseconds: longer speech is cut here.
+    pub max_utterance_ms: u32,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        Self {
+            energy_threshold: 500.0,
+            silence_ms: 800,
+            preroll_ms: 300,
+            onset_frames: 3,
+            tail_ms: 200,
+            max_utterance_ms: 15_000,
+        }
+    }
+}
+
+/// Why an utterance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The configured silence followed the speech.
+    Silence,
+    /// The utterance reached the maximum length.
+    MaxLength,
+    /// The client asked to end it (or closed the stream).
+    Flush,
+}
+
+/// What the segmenter found in the audio pushed into it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentEvent {
+    /// Speech began at this offset from the start of the stream.
+    SpeechStarted {
+        /// Milliseconds since the stream's first sample.
+        offset_ms: u64,
+    },
+    /// A complete utterance.
+    Utterance(Utterance),
+}
+
+/// One utterance's audio and timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Utterance {
+    /// PCM with pre-roll and a short tail.
+    pub samples: Vec<i16>,
+    /// From the onset to the end of the last voiced frame.
+    pub speech_ms: u32,
+    /// Offset of the end of the utterance from the start of the stream.
+    pub end_offset_ms: u64,
+    /// Why it ended.
+    pub reason: EndReason,
+    /// RMS level over the voiced frames.
+    pub rms: f32,
+}
+
+#[derive(Debug)]
+enum State {
+    Idle {
+        voiced_run: u32,
+    },
+    Speaking {
+        silence_run_ms: u32,
+        speech_frames: u32,
+        voiced_energy: f64,
+        voiced_frames: u32,
+    },
+}
+
+/// Per-stream segmentation state. Allocates only when audio is kept.
+#[derive(Debug)]
+pub struct Segmenter {
+    config: SegmenterConfig,
+    /// Samples that don't yet fill a frame.
+    partial: Vec<i16>,
+    /// Recent audio while idle (pre-roll plus the onset frames).
+    history: VecDeque<i16>,
+    /// The utterance being collected.
+    current: Vec<i16>,
+    state: State,
+    /// Frames seen since the stream started.
+    frames: u64,
+}
+
+impl Segmenter {
+    /// A segmenter at the start of a stream.
+    pub fn new(config: SegmenterConfig) -> Self {
+        Self {
+            config,
+            partial: Vec::with_capacity(FRAME_SAMPLES),
+            history: VecDeque::new(),
+            current: Vec::new(),
+            state: State::Idle { voiced_run: 0 },
+            frames: 0,
+        }
+    }
+
+    /// Whether an utterance is in progress.
+    pub fn in_speech(&self) -> bool {
+        matches!(self.state, State::Speaking { .. })
+    }
+
+    /// Feeds PCM; events found are appended to `out`.
+    pub fn push(&mut self, mut pcm: &[i16], out: &mut Vec<SegmentEvent>) {
+        if !self.partial.is_empty() {
+            let take = (FRAME_SAMPLES - self.partial.len()).min(pcm.len());
+            self.partial.extend_from_slice(&pcm[..take]);
+            pcm = &pcm[take..];
+            if self.partial.len() < FRAME_SAMPLES {
+                return;
+            }
+            let frame = std::mem::take(&mut self.partial);
+            self.frame(&frame, out);
+            self.partial = frame;
+            self.partial.clear();
+        }
+        let mut chunks = pcm.chunks_exact(FRAME_SAMPLES);
+        for frame in &mut chunks {
+            self.frame(frame, out);
+        }
+        self.partial.extend_from_slice(chunks.remainder());
+    }
+
+    /// Ends the utterance in progress, if any (client flush or end of stream).
+    pub fn flush(&mut self, out: &mut Vec<SegmentEvent>) {
+        if self.in_speech() {
+            let partial = std::mem::take(&mut self.partial);
+            self.current.extend_from_slice(&partial);
+            self.finish(EndReason::Flush, out);
+        }
+        self.partial.clear();
+    }
+
+    fn frame(&mut self, frame: &[i16], out: &mut Vec<SegmentEvent>) {
+        let energy = mean_square(frame);
+        let voiced = energy.sqrt() >= f64::from(self.config.energy_threshold);
+        let frame_index = self.frames;
+        self.frames += 1;
+        match &mut self.state {
+            State::Idle { voiced_run } => {
+                *voiced_run = if voiced { *voiced_run + 1 } else { 0 };
+                let run = *voiced_run;
+                self.history.extend(frame.iter().copied());
+                let keep = self.preroll_samples() + run as usize * FRAME_SAMPLES;
+                while self.history.len() > keep {
+                    self.history.pop_front();
+                }
+                if run >= self.config.onset_frames {
+                    let onset_frame = frame_index + 1 - u64::from(run);
+                    out.push(SegmentEvent::SpeechStarted {
+                        offset_ms: onset_frame * u64::from(FRAME_MS),
+                    });
+                    self.current.clear();
+                    self.current.extend(self.history.drain(..));
+                    self.state = State::Speaking {
+                        silence_run_ms: 0,
+                        speech_frames: run,
+                        voiced_energy: energy * f64::from(run),
+                        voiced_frames: run,
+                    };
+                }
+            }
+            State::Speaking {
+                silence_run_ms,
+                speech_frames,
+                voiced_energy,
+                voiced_frames,
+            } => {
+                self.current.extend_from_slice(frame);
+                if voiced {
+                    *speech_frames += 1 + *silence_run_ms / FRAME_MS;
+                    *silence_run_ms = 0;
+                    *voiced_energy += energy;
+                    *voiced_frames += 1;
+                } else {
+                    *silence_run_ms += FRAME_MS;
+                }
+                let length_ms = (self.current.len() / FRAME_SAMPLES) as u32 * FRAME_MS;
+                if *silence_run_ms >= self.config.silence_ms {
+                    self.finish(EndReason::Silence, out);
+                } else if length_ms >= self.config.max_utterance_ms {
+                    self.finish(EndReason::MaxLength, out);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, reason: EndReason, out: &mut Vec<SegmentEvent>) {
+        let State::Speaking {
+            silence_run_ms,
+            speech_frames,
+            voiced_energy,
+            voiced_frames,
+        } = self.state
+        else {
+            return;
+        };
+        // Keep a short tail of the trailing silence, drop the rest.
+        let trailing = (silence_run_ms.saturating_sub(self.config.tail_ms) / FRAME_MS) as usize;
+        let keep = self.current.len().saturating_sub(trailing * FRAME_SAMPLES);
+        self.current.truncate(keep);
+        let samples = std::mem::take(&mut self.current);
+        let rms = (voiced_energy / f64::from(voiced_frames.max(1))).sqrt() as f32;
+        out.push(SegmentEvent::Utterance(Utterance {
+            samples,
+            speech_ms: speech_frames * FRAME_MS,
+            end_offset_ms: self.frames * u64::from(FRAME_MS),
+            reason,
+            rms,
+        }));
+        self.history.clear();
+        self.state = State::Idle { voiced_run: 0 };
+    }
+
+    fn preroll_samples(&self) -> usize {
+        (self.config.preroll_ms * SAMPLE_RATE / 1000) as usize
+    }
+}
+
+fn mean_square(frame: &[i16]) -> f64 {
+    let sum: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    sum / frame.len().max(1) as f64
+}
+
+/// Decodes little-endian s16 PCM; `None` for an odd byte count.
+pub fn decode_pcm(bytes: &[u8]) -> Option<Vec<i16>> {
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(ms: u32, amplitude: f32) -> Vec<i16> {
+        let n = (ms * SAMPLE_RATE / 1000) as usize;
+        (0..n)
+            .map(|i| {
+                (amplitude * (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin()) as i16
+            })
+            .collect()
+    }
+
+    fn run(segmenter: &mut Segmenter, pcm: &[i16], chunk: usize) -> Vec<SegmentEvent> {
+        let mut out = Vec::new();
+        for piece in pcm.chunks(chunk) {
+            segmenter.push(piece, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn speech_then_silence_makes_one_utterance_whatever_the_chunking() {
+        let mut pcm = tone(500, 0.0);
+        pcm.extend(tone(1500, 8000.0));
+        pcm.extend(tone(1000, 0.0));
+        for chunk in [1, 7, 320, 1000, 1600] {
+            let mut segmenter = Segmenter::new(SegmenterConfig::default());
+            let events = run(&mut segmenter, &pcm, chunk);
+            assert_eq!(events.len(), 2, "chunk {chunk}: {events:?}");
+            assert_eq!(events[0], SegmentEvent::SpeechStarted { offset_ms: 500 });
+            let SegmentEvent::Utterance(u) = &events[1] else {
+                panic!("no utterance")
+            };
+            assert_eq!(u.reason, EndReason::Silence);
+            assert_eq!(u.speech_ms, 1500, "chunk {chunk}");
+            // Pre-roll 300 ms + speech 1500 ms + tail 200 ms.
+            assert_eq!(u.samples.len(), 2000 * 16, "chunk {chunk}");
+            assert!(u.rms > 5000.0);
+        }
+    }
+
+    #[test]
+    fn short_pauses_do_not_split_an_utterance() {
+        let mut pcm = tone(600, 8000.0);
+        pcm.extend(tone(500, 0.0));
+        pcm.extend(tone(600, 8000.0));
+        pcm.extend(tone(900, 0.0));
+        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        let events = run(&mut segmenter, &pcm, 640);
+        let utterances: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, SegmentEvent::Utterance(_)))
+            .collect();
+        assert_eq!(utterances.len(), 1, "{events:?}");
+    }
+
+    #[test]
+    fn quiet_audio_and_clicks_are_not_speech() {
+        let mut pcm = tone(2000, 200.0);
+        pcm.extend(tone(40, 9000.0));
+        pcm.extend(tone(2000, 0.0));
+        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        assert!(run(&mut segmenter, &pcm, 320).is_empty());
+    }
+
+    #[test]
+    fn long_speech_is_cut_at_the_maximum() {
+        let config = SegmenterConfig {
+            max_utterance_ms: 2000,
+            ..SegmenterConfig::default()
+        };
+        let mut segmenter = Segmenter::new(config);
+        let events = run(&mut segmenter, &tone(5000, 8000.0), 320);
+        let cuts = events
+            .iter()
+            .filter(|e| matches!(e, SegmentEvent::Utterance(u) if u.reason == EndReason::MaxLength))
+            .count();
+        assert_eq!(cuts, 2, "{events:?}");
+        assert!(segmenter.in_speech());
+    }
+
+    #[test]
+    fn flush_ends_the_utterance_in_progress() {
+        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        let mut events = run(&mut segmenter, &tone(1210, 8000.0), 500);
+        segmenter.flush(&mut events);
+        let Some(SegmentEvent::Utterance(u)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(u.reason, EndReason::Flush);
+        assert_eq!(u.samples.len(), 1210 * 16);
+        let mut none = Vec::new();
+        segmenter.flush(&mut none);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn pcm_decoding_rejects_odd_lengths() {
+        assert_eq!(decode_pcm(&[1, 0, 255, 255]), Some(vec![1, -1]));
+        assert_eq!(decode_pcm(&[1, 0, 2]), None);
+    }
+}
