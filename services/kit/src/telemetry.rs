@@ -43,7 +43,11 @@ pub fn init(service_name: &str) -> TelemetryGuard {
             .with_current_span(true)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(true).boxed()
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt::layer()
+            .with_target(true)
+            .with_ansi(ansi)
+            .boxed()
     };
 
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());

@@ -1,0 +1,277 @@
+//! Clients of the gateway as the phone uses it: the REST API and the voice socket.
+
+use std::time::Duration;
+
+use futures::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// The REST API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A REST response: status and parsed envelope.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: serde_json::Value,
+}
+
+impl ApiResponse {
+    /// `data` of a success envelope; panics (showing the body) otherwise.
+    pub fn data(&self) -> &serde_json::Value {
+        assert_eq!(
+            self.body["success"], true,
+            "not a success: {} {}",
+            self.status, self.body
+        );
+        &self.body["data"]
+    }
+
+    /// `error.code` of an error envelope; panics unless the envelope is complete.
+    pub fn error_code(&self) -> &str {
+        assert_eq!(self.body["success"], false, "not an error: {}", self.body);
+        assert!(
+            self.body["error"]["message"].is_string(),
+            "no error.message: {}",
+            self.body
+        );
+        assert_meta(&self.body);
+        self.body["error"]["code"].as_str().expect("error.code")
+    }
+}
+
+/// Checks `meta` has the documented fields.
+pub fn assert_meta(body: &serde_json::Value) {
+    let meta = &body["meta"];
+    assert!(
+        meta["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "meta.request_id: {body}"
+    );
+    assert!(
+        meta["timestamp"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "meta.timestamp: {body}"
+    );
+    assert_eq!(meta["version"], "4.0", "meta.version: {body}");
+}
+
+impl Api {
+    /// A client of the gateway at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> ApiResponse {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("sending a request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        ApiResponse { status, body }
+    }
+
+    /// `POST /api/v1/auth/token-exchange`; returns the backend token.
+    pub async fn exchange(&self, firebase_token: &str) -> String {
+        let response = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/auth/token-exchange",
+                None,
+                Some(serde_json::json!({ "firebase_token": firebase_token })),
+            )
+            .await;
+        response.data()["token"].as_str().expect("token").to_owned()
+    }
+
+    /// `POST /api/v1/children`; returns the child id.
+    pub async fn create_child(&self, token: &str, name: &str, grade_level: i32) -> String {
+        let response = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/children",
+                Some(token),
+                Some(serde_json::json!({ "name": name, "grade_level": grade_level })),
+            )
+            .await;
+        response.data()["child_id"]
+            .as_str()
+            .expect("child_id")
+            .to_owned()
+    }
+
+    /// `POST /api/v1/sessions`; returns the session data.
+    pub async fn open_session(&self, token: &str, child_id: &str) -> serde_json::Value {
+        let response = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/sessions",
+                Some(token),
+                Some(serde_json::json!({ "child_id": child_id })),
+            )
+            .await;
+        response.data().clone()
+    }
+}
+
+/// The voice socket.
+pub struct VoiceSocket {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// Every JSON message received so far, in order.
+    pub received: Vec<serde_json::Value>,
+}
+
+impl VoiceSocket {
+    /// Connects to `ws_url` with the token and session id.
+    pub async fn connect(ws_url: &str, token: &str, session_id: &str) -> Self {
+        let url = format!("{ws_url}?token={token}&session_id={session_id}");
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket handshake");
+        Self {
+            stream,
+            received: Vec::new(),
+        }
+    }
+
+    /// The next JSON message, skipping protocol frames; `Err(close code)` if the socket closed.
+    pub async fn next_json(
+        &mut self,
+        deadline: Duration,
+    ) -> Result<serde_json::Value, Option<u16>> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let message = tokio::time::timeout_at(until, self.stream.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("no message within {deadline:?}; got {:#?}", self.received)
+                });
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let value: serde_json::Value =
+                        serde_json::from_str(&text).expect("text messages are JSON");
+                    self.received.push(value.clone());
+                    return Ok(value);
+                }
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
+    }
+
+    /// Waits for a message with `action`, keeping the others in `received`.
+    pub async fn wait_for(&mut self, action: &str, deadline: Duration) -> serde_json::Value {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_json(left).await {
+                Ok(message) if message["action"] == action => return message,
+                Ok(_) => {}
+                Err(code) => panic!(
+                    "socket closed ({code:?}) while waiting for {action}; got {:#?}",
+                    self.received
+                ),
+            }
+        }
+    }
+
+    /// The close code the server sends next (skipping other messages).
+    pub async fn close_code(&mut self, deadline: Duration) -> Option<u16> {
+        loop {
+            match self.next_json(deadline).await {
+                Ok(_) => {}
+                Err(code) => return code,
+            }
+        }
+    }
+
+    /// Streams PCM as v4 frames of `chunk_ms`, then `silence_ms` of silence.
+    pub async fn send_speech(&mut self, samples: &[i16], chunk_ms: usize, silence_ms: usize) {
+        let thread = uuid::Uuid::new_v4();
+        let mut all = samples.to_vec();
+        all.extend(std::iter::repeat_n(0i16, silence_ms * 16));
+        for (sequence, chunk) in all.chunks(chunk_ms * 16).enumerate() {
+            let frame = encode_frame(sequence as u32, thread, &crate::audio::pcm_bytes(chunk));
+            self.send_binary(frame).await;
+        }
+    }
+
+    /// Sends one binary message.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.stream
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("sending a frame");
+    }
+
+    /// Sends one text message.
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::Text(text.into()))
+            .await
+            .expect("sending text");
+    }
+
+    /// Closes the socket normally and waits for the server's side.
+    pub async fn close(mut self) {
+        let _ = self
+            .stream
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(_)) = self.stream.next().await {}
+        })
+        .await;
+    }
+}
+
+/// A v4 audio frame: `0xB1 0x04`, u32 LE sequence, 16-byte thread id, PCM.
+pub fn encode_frame(sequence: u32, thread: uuid::Uuid, pcm: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0xB1, 0x04];
+    frame.extend_from_slice(&sequence.to_le_bytes());
+    frame.extend_from_slice(thread.as_bytes());
+    frame.extend_from_slice(pcm);
+    frame
+}
+
+/// Lower-case words only, for comparing transcripts.
+pub fn normalize(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}

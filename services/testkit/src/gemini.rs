@@ -1,0 +1,173 @@
+//! A local server that speaks the Gemini REST API's wire format
+//! (`models/{model}:generateContent` and `:streamGenerateContent?alt=sse`), records every
+//! request, and answers with a scripted reply, so the production client runs unchanged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+/// The key the fake accepts in `x-goog-api-key`.
+pub const API_KEY: &str = "test-gemini-key";
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// `models/<model>:<method>`, as in the path.
+    pub model_and_method: String,
+    /// The JSON body.
+    pub body: serde_json::Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: Vec<RecordedRequest>,
+    replies: Vec<String>,
+}
+
+/// The running fake.
+pub struct FakeGemini {
+    port: u16,
+    shared: Arc<Mutex<Shared>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The reply used when none was scripted.
+pub const DEFAULT_REPLY: &str =
+    "Once upon a time, a friendly dragon learned to share. What should the dragon do next?";
+
+impl FakeGemini {
+    /// Starts the fake on a free port.
+    pub async fn start() -> Self {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let app = Router::new()
+            .route("/v1beta/models/{*model_and_method}", post(handle))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { port, shared, task }
+    }
+
+    /// The API base (`GEMINI_API_BASE`).
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Queues the text of the next reply (then the default again).
+    pub fn push_reply(&self, text: &str) {
+        self.shared
+            .lock()
+            .expect("lock")
+            .replies
+            .push(text.to_owned());
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().expect("lock").requests.clone()
+    }
+}
+
+impl Drop for FakeGemini {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    Path(model_and_method): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "API key not valid.",
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Invalid JSON payload.",
+        );
+    };
+    if !body["contents"].is_array() {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "contents is required.",
+        );
+    }
+    let Some((model, method)) = model_and_method.split_once(':') else {
+        return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown method.");
+    };
+    let model = model.to_owned();
+    let reply = {
+        let mut shared = shared.lock().expect("lock");
+        shared.requests.push(RecordedRequest {
+            model_and_method: model_and_method.clone(),
+            body,
+        });
+        if shared.replies.is_empty() {
+            DEFAULT_REPLY.to_owned()
+        } else {
+            shared.replies.remove(0)
+        }
+    };
+    match method {
+        "generateContent" => axum::Json(chunk(&reply, Some("STOP"), &model)).into_response(),
+        "streamGenerateContent" if query.get("alt").map(String::as_str) == Some("sse") => {
+            // Split the reply at arbitrary points, as the real service's chunks fall.
+            let cut1 = reply.len() / 3;
+            let cut1 = (cut1..reply.len())
+                .find(|i| reply.is_char_boundary(*i))
+                .unwrap_or(0);
+            let cut2 = (cut1 * 2..reply.len())
+                .find(|i| reply.is_char_boundary(*i))
+                .unwrap_or(reply.len());
+            let pieces = [&reply[..cut1], &reply[cut1..cut2], &reply[cut2..]];
+            let mut sse = String::new();
+            for (i, piece) in pieces.iter().enumerate() {
+                let finish = (i == pieces.len() - 1).then_some("STOP");
+                sse.push_str(&format!("data: {}\r\n\r\n", chunk(piece, finish, &model)));
+            }
+            ([(header::CONTENT_TYPE, "text/event-stream")], sse).into_response()
+        }
+        _ => google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown method."),
+    }
+}
+
+fn chunk(text: &str, finish_reason: Option<&str>, model: &str) -> serde_json::Value {
+    let mut candidate = serde_json::json!({
+        "content": {"parts": [{"text": text}], "role": "model"},
+        "index": 0,
+    });
+    if let Some(reason) = finish_reason {
+        candidate["finishReason"] = reason.into();
+    }
+    serde_json::json!({
+        "candidates": [candidate],
+        "usageMetadata": {"promptTokenCount": 40, "candidatesTokenCount": 12, "totalTokenCount": 52},
+        "modelVersion": model,
+    })
+}
+
+fn google_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "error": {"code": status.as_u16(), "message": message, "status": code}
+    });
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,69 @@
+//! Where the harness finds the service binaries and the speech models.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// The directory holding the built binaries (`target/debug` next to the running test).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> → target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target profile dir")
+        .to_path_buf()
+}
+
+/// The path of a service binary; panics with the fix when it was not built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the services first (`cargo build --workspace --bins`, which `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A whisper model: `WHISPER_MODEL_PATH` if set, else `models/<file>` in the workspace, else
+/// the shared models directory beside the workspace.
+pub fn whisper_model(file: &str) -> PathBuf {
+    if let Ok(path) = std::env::var("WHISPER_MODEL_PATH") {
+        return PathBuf::from(path);
+    }
+    let root = workspace_root();
+    let candidates = [
+        root.join("models").join(file),
+        root.join("../shared/models").join(file),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("whisper model {file} not found in {candidates:?}: run `make model`")
+        })
+}
+
+/// A speech clip from the test audio sets (`test-audio/utt1.wav`, or a `speech/` clip).
+pub fn speech_clip(relative: &str) -> PathBuf {
+    let root = workspace_root();
+    let candidates = [
+        root.join("models").join(relative),
+        root.join("../shared/models").join(relative),
+        root.join("../shared").join(relative),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("speech clip {relative} not found in {candidates:?}: run `make model`")
+        })
+}

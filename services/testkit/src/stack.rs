@@ -1,0 +1,206 @@
+//! The whole backend as real processes: redis-server, the four services, the certificate
+//! server and the fake Gemini, on free loopback ports.
+
+use std::time::Duration;
+
+use crate::firebase::CertServer;
+use crate::gemini::{self, FakeGemini};
+use crate::paths;
+use crate::process::{ServiceProcess, wait_for_port};
+use crate::redis::RedisServer;
+use crate::{TempDir, free_port};
+
+/// The project id the stack's gateway expects.
+pub const PROJECT_ID: &str = "blob-e2e";
+/// The backend token secret the stack's gateway uses.
+pub const JWT_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-0123456789";
+
+/// How to start a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// `SESSION_RECONNECT_WINDOW_SECONDS`.
+    pub reconnect_window_seconds: u64,
+    /// The whisper model file name.
+    pub model: &'static str,
+    /// Extra variables per service: (service, name, value).
+    pub extra_env: Vec<(&'static str, &'static str, String)>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            reconnect_window_seconds: 300,
+            model: "ggml-base-q8_0.bin",
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+/// A running stack; everything stops when it is dropped.
+pub struct Stack {
+    /// The stack's own redis-server.
+    pub redis: RedisServer,
+    /// The Firebase-format certificate server.
+    pub certs: CertServer,
+    /// The fake Gemini.
+    pub gemini: FakeGemini,
+    /// Gateway HTTP port.
+    pub gateway_port: u16,
+    /// stt-service gRPC port.
+    pub stt_port: u16,
+    /// llm-service gRPC port.
+    pub llm_port: u16,
+    /// session-service gRPC port.
+    pub session_port: u16,
+    processes: Vec<ServiceProcess>,
+    _logs: TempDir,
+}
+
+impl Stack {
+    /// Starts everything and waits until each service listens.
+    pub async fn start(options: StackOptions) -> Self {
+        let logs = TempDir::new("blob-stack");
+        let redis = RedisServer::start().await;
+        let certs = CertServer::start(PROJECT_ID).await;
+        let gemini = FakeGemini::start().await;
+        let (gateway_port, stt_port, llm_port, session_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let model = paths::whisper_model(options.model);
+
+        let extra = |service: &str| -> Vec<(String, String)> {
+            options
+                .extra_env
+                .iter()
+                .filter(|(s, _, _)| *s == service)
+                .map(|(_, k, v)| ((*k).to_owned(), v.clone()))
+                .collect()
+        };
+        let env = |pairs: Vec<(&str, String)>, service: &str| -> Vec<(String, String)> {
+            let mut all: Vec<(String, String)> =
+                pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            all.extend(extra(service));
+            all
+        };
+
+        let mut processes = Vec::new();
+        let specs = [
+            (
+                "session-service",
+                session_port,
+                env(
+                    vec![
+                        ("SESSION_GRPC_ADDR", format!("127.0.0.1:{session_port}")),
+                        ("REDIS_URL", redis.url()),
+                        (
+                            "SESSION_RECONNECT_WINDOW_SECONDS",
+                            options.reconnect_window_seconds.to_string(),
+                        ),
+                    ],
+                    "session-service",
+                ),
+            ),
+            (
+                "stt-service",
+                stt_port,
+                env(
+                    vec![
+                        ("STT_GRPC_ADDR", format!("127.0.0.1:{stt_port}")),
+                        ("WHISPER_MODEL_PATH", model.display().to_string()),
+                        ("STT_WORKERS", "2".to_owned()),
+                    ],
+                    "stt-service",
+                ),
+            ),
+            (
+                "llm-service",
+                llm_port,
+                env(
+                    vec![
+                        ("LLM_GRPC_ADDR", format!("127.0.0.1:{llm_port}")),
+                        ("LLM_PROVIDER", "gemini".to_owned()),
+                        ("GEMINI_API_BASE", gemini.base_url()),
+                        ("GOOGLE_API_KEY", gemini::API_KEY.to_owned()),
+                        ("GEMINI_MODEL", "gemini-e2e".to_owned()),
+                    ],
+                    "llm-service",
+                ),
+            ),
+            (
+                "gateway",
+                gateway_port,
+                env(
+                    vec![
+                        ("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{gateway_port}")),
+                        (
+                            "SESSION_SERVICE_URL",
+                            format!("http://127.0.0.1:{session_port}"),
+                        ),
+                        ("STT_SERVICE_URL", format!("http://127.0.0.1:{stt_port}")),
+                        ("LLM_SERVICE_URL", format!("http://127.0.0.1:{llm_port}")),
+                        ("AUTH_PROVIDER", "firebase".to_owned()),
+                        ("FIREBASE_PROJECT_ID", PROJECT_ID.to_owned()),
+                        ("FIREBASE_CERTS_URL", certs.url()),
+                        ("BACKEND_JWT_SECRET", JWT_SECRET.to_owned()),
+                    ],
+                    "gateway",
+                ),
+            ),
+        ];
+        for (name, port, env) in specs {
+            let mut process = ServiceProcess::spawn(name, &paths::binary(name), &env, logs.path());
+            wait_for_port(&mut process, port, Duration::from_secs(60)).await;
+            processes.push(process);
+        }
+        Self {
+            redis,
+            certs,
+            gemini,
+            gateway_port,
+            stt_port,
+            llm_port,
+            session_port,
+            processes,
+            _logs: logs,
+        }
+    }
+
+    /// `http://127.0.0.1:<gateway>`.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+
+    /// `ws://127.0.0.1:<gateway>/ws/voice`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws/voice", self.gateway_port)
+    }
+
+    /// A service process by name.
+    pub fn process(&mut self, name: &str) -> &mut ServiceProcess {
+        self.processes
+            .iter_mut()
+            .find(|p| p.name() == name)
+            .unwrap_or_else(|| panic!("no process {name}"))
+    }
+
+    /// Every service's log, for failure reports.
+    pub fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|p| format!("===== {} =====\n{}", p.name(), tail(&p.log(), 60)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}

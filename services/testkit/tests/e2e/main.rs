@@ -1,0 +1,5 @@
+//! End-to-end tests: the real service binaries, real Redis, real gRPC, the real whisper model.
+
+mod auth;
+mod health;
+mod promise;
