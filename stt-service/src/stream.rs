@@ -91,10 +91,8 @@ pub async fn run<S>(
                         .await;
                     break;
                 };
-                if let Some(last) = last_sequence {
-                    if chunk.sequence <= last {
-                        tracing::debug!(sequence = chunk.sequence, last, "audio out of order");
-                    }
+                if last_sequence.is_some_and(|last| chunk.sequence <= last) {
+                    tracing::debug!(sequence = chunk.sequence, "audio chunk out of order");
                 }
                 last_sequence = Some(chunk.sequence);
                 segmenter.push(&pcm, &mut found);

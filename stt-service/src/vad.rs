@@ -251,7 +251,7 @@ fn mean_square(frame: &[i16]) -> f64 {
 
 /// Decodes little-endian s16 PCM; `None` for an odd byte count.
 pub fn decode_pcm(bytes: &[u8]) -> Option<Vec<i16>> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     Some(

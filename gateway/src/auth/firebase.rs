@@ -80,26 +80,24 @@ impl RemoteCerts {
     }
 
     async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, AuthError> {
-        if let Some(cached) = self.cache.read().await.as_ref() {
-            if cached.expires_at > Instant::now() {
-                if let Some(key) = cached.keys.get(kid) {
-                    return Ok(Some(key.clone()));
-                }
-            }
+        if let Some(key) = self.cached_key(kid).await {
+            return Ok(Some(key));
         }
         let mut last_fetch = self.fetching.lock().await;
         // Another request may have refreshed the cache while we waited for the lock.
-        if let Some(cached) = self.cache.read().await.as_ref() {
-            let fresh = cached.expires_at > Instant::now();
-            if fresh {
-                if let Some(key) = cached.keys.get(kid) {
-                    return Ok(Some(key.clone()));
-                }
-                // Fresh certificates without this kid: refetch only if we haven't just done so.
-                if last_fetch.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL) {
-                    return Ok(None);
-                }
-            }
+        if let Some(key) = self.cached_key(kid).await {
+            return Ok(Some(key));
+        }
+        // Fresh certificates without this kid: refetch only if we haven't just done so, so a
+        // stream of forged kids cannot turn into a stream of fetches.
+        let fresh = self
+            .cache
+            .read()
+            .await
+            .as_ref()
+            .is_some_and(|c| c.expires_at > Instant::now());
+        if fresh && last_fetch.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL) {
+            return Ok(None);
         }
         let (keys, ttl) = self.fetch().await?;
         *last_fetch = Some(Instant::now());
@@ -109,6 +107,14 @@ impl RemoteCerts {
             expires_at: Instant::now() + ttl,
         });
         Ok(key)
+    }
+
+    async fn cached_key(&self, kid: &str) -> Option<DecodingKey> {
+        let cache = self.cache.read().await;
+        cache
+            .as_ref()
+            .filter(|cached| cached.expires_at > Instant::now())
+            .and_then(|cached| cached.keys.get(kid).cloned())
     }
 
     async fn fetch(&self) -> Result<(HashMap<String, DecodingKey>, Duration), AuthError> {

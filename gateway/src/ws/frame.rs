@@ -76,7 +76,7 @@ impl<'a> AudioFrame<'a> {
         if pcm.len() > MAX_PCM_BYTES {
             return Err(FrameError::TooLarge(pcm.len()));
         }
-        if pcm.len() % 2 != 0 {
+        if !pcm.len().is_multiple_of(2) {
             return Err(FrameError::OddPcm);
         }
         let sequence = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);

@@ -140,6 +140,8 @@ pub struct VoiceSocket {
     >,
     /// Every JSON message received so far, in order.
     pub received: Vec<serde_json::Value>,
+    thread: uuid::Uuid,
+    sequence: u32,
 }
 
 impl VoiceSocket {
@@ -152,31 +154,45 @@ impl VoiceSocket {
         Self {
             stream,
             received: Vec::new(),
+            thread: uuid::Uuid::new_v4(),
+            sequence: 0,
         }
     }
 
     /// The next JSON message, skipping protocol frames; `Err(close code)` if the socket closed.
+    /// Panics if nothing arrives within `deadline`.
     pub async fn next_json(
         &mut self,
         deadline: Duration,
     ) -> Result<serde_json::Value, Option<u16>> {
+        match self.next_json_within(deadline).await {
+            Some(result) => result,
+            None => panic!("no message within {deadline:?}; got {:#?}", self.received),
+        }
+    }
+
+    /// Like [`VoiceSocket::next_json`], but `None` when nothing arrives within `deadline`.
+    pub async fn next_json_within(
+        &mut self,
+        deadline: Duration,
+    ) -> Option<Result<serde_json::Value, Option<u16>>> {
         let until = tokio::time::Instant::now() + deadline;
         loop {
             let message = tokio::time::timeout_at(until, self.stream.next())
                 .await
-                .unwrap_or_else(|_| {
-                    panic!("no message within {deadline:?}; got {:#?}", self.received)
-                });
+                .ok()?;
             match message {
                 Some(Ok(Message::Text(text))) => {
                     let value: serde_json::Value =
                         serde_json::from_str(&text).expect("text messages are JSON");
                     self.received.push(value.clone());
-                    return Ok(value);
+                    return Some(Ok(value));
                 }
-                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Err(frame.map(|f| u16::from(f.code))));
+                }
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Err(None),
+                Some(Err(_)) | None => return Some(Err(None)),
             }
         }
     }
@@ -207,15 +223,25 @@ impl VoiceSocket {
         }
     }
 
-    /// Streams PCM as v4 frames of `chunk_ms`, then `silence_ms` of silence.
+    /// Streams PCM as v4 frames of `chunk_ms`, then `silence_ms` of silence, as fast as the
+    /// socket takes them.
     pub async fn send_speech(&mut self, samples: &[i16], chunk_ms: usize, silence_ms: usize) {
-        let thread = uuid::Uuid::new_v4();
         let mut all = samples.to_vec();
         all.extend(std::iter::repeat_n(0i16, silence_ms * 16));
-        for (sequence, chunk) in all.chunks(chunk_ms * 16).enumerate() {
-            let frame = encode_frame(sequence as u32, thread, &crate::audio::pcm_bytes(chunk));
-            self.send_binary(frame).await;
+        for chunk in all.chunks(chunk_ms * 16) {
+            self.send_speech_chunk(chunk).await;
         }
+    }
+
+    /// Sends one chunk of PCM as the next v4 frame of this socket's thread.
+    pub async fn send_speech_chunk(&mut self, samples: &[i16]) {
+        let frame = encode_frame(
+            self.sequence,
+            self.thread,
+            &crate::audio::pcm_bytes(samples),
+        );
+        self.sequence += 1;
+        self.send_binary(frame).await;
     }
 
     /// Sends one binary message.
@@ -250,7 +276,8 @@ impl VoiceSocket {
     }
 }
 
-/// A v4 audio frame: `0xB1 0x04`, u32 LE sequence, 16-byte thread id, PCM.
+/// A v4 audio frame: `0xB1 0x04`, u32 LE sequence, 16-byte thread id, PCM. Written here
+/// independently of the gateway's parser, so the tests check the documented layout itself.
 pub fn encode_frame(sequence: u32, thread: uuid::Uuid, pcm: &[u8]) -> Vec<u8> {
     let mut frame = vec![0xB1, 0x04];
     frame.extend_from_slice(&sequence.to_le_bytes());
