@@ -1,6 +1,6 @@
 //! Building the gateway: clients, verifier, router; bind; serve until stopped.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +10,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use blob_kit::grpc::{HeaderExtractor, lazy_channel, traced};
+use blob_kit::shutdown::DEFAULT_GRACE;
 use blob_proto::llm::v1::companion_client::CompanionClient;
 use blob_proto::session::v1::session_store_client::SessionStoreClient;
 use blob_proto::stt::v1::speech_to_text_client::SpeechToTextClient;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -34,6 +37,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    shutdown: CancellationToken,
+    sockets: TaskTracker,
 }
 
 impl Application {
@@ -75,13 +80,18 @@ impl Application {
                 CONNECT_TIMEOUT,
             )?)),
             config: Arc::new(config),
+            shutdown: CancellationToken::new(),
+            sockets: TaskTracker::new(),
         };
         let listener = TcpListener::bind(state.config.http_addr)
             .await
             .with_context(|| format!("binding GATEWAY_HTTP_ADDR {}", state.config.http_addr))?;
+        let (shutdown, sockets) = (state.shutdown.clone(), state.sockets.clone());
         Ok(Self {
             listener,
             router: router(state),
+            shutdown,
+            sockets,
         })
     }
 
@@ -92,16 +102,42 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes. Then it stops accepting connections, tells every live
+    /// voice socket to suspend its session and close with 1001, and waits for them at most the
+    /// grace period.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "gateway listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            token.cancel();
+        });
+        let stopping = self.shutdown.clone();
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stopping.cancelled().await })
+            .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => return result.context("HTTP server failed"),
+            () = self.shutdown.cancelled() => {}
+        }
+        // Upgraded voice sockets are not HTTP connections any more: wait for them separately.
+        self.sockets.close();
+        let drained = async {
+            let result = server.await;
+            self.sockets.wait().await;
+            result
+        };
+        match tokio::time::timeout(DEFAULT_GRACE, drained).await {
+            Ok(result) => result.context("HTTP server failed while draining"),
+            Err(_) => {
+                tracing::warn!("connections still open after the grace period; stopping anyway");
+                Ok(())
+            }
+        }
     }
 }
 

@@ -26,6 +26,10 @@ pub struct AppState {
     pub stt: SpeechToTextClient<TracedChannel>,
     /// The llm-service.
     pub llm: CompanionClient<TracedChannel>,
+    /// Cancelled when the gateway begins to shut down: live sockets suspend and close.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Every live voice socket, so shutdown can wait for them to finish suspending.
+    pub sockets: tokio_util::task::TaskTracker,
 }
 
 impl AppState {

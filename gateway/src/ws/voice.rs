@@ -43,10 +43,18 @@ pub async fn voice_socket(
             .unwrap_or_default(),
         user_id = tracing::field::Empty,
     );
+    // Held for the socket's whole life, so shutdown waits until its session is suspended.
+    let live = state.sockets.token();
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| handle(state, params, socket).instrument(span))
+        .on_upgrade(move |socket| {
+            async move {
+                handle(state, params, socket).await;
+                drop(live);
+            }
+            .instrument(span)
+        })
 }
 
 async fn handle(state: AppState, params: HashMap<String, String>, mut socket: WebSocket) {
@@ -253,8 +261,13 @@ impl Connection {
             }
         };
 
+        let shutdown = self.state.shutdown.clone();
         loop {
             tokio::select! {
+                () = shutdown.cancelled() => {
+                    tracing::info!("gateway shutting down; closing the socket");
+                    return Some(close::GOING_AWAY);
+                }
                 message = self.socket.recv() => match message {
                     None | Some(Err(_)) => return None,
                     Some(Ok(Message::Close(_))) => return None,

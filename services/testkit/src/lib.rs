@@ -34,12 +34,23 @@ where
     }
 }
 
-/// A free TCP port on loopback (bound and released; the window for a clash is tiny).
+/// A free TCP port on loopback for a child process to listen on.
+///
+/// Ports come from a block below Linux's ephemeral range (32768+), so no outgoing connection
+/// can be handed one meanwhile; the block is chosen by process id and walked with a counter, so
+/// two stacks of one test run never get the same port, and each candidate is checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const BLOCK: u16 = 200;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 60) as u16 * BLOCK;
+    for _ in 0..BLOCK {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % BLOCK;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {base}..{}", base + BLOCK)
 }
 
 /// A directory under the system temp dir, removed when dropped.

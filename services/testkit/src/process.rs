@@ -91,18 +91,20 @@ impl Drop for ServiceProcess {
 pub async fn wait_for_port(process: &mut ServiceProcess, port: u16, deadline: Duration) {
     let until = tokio::time::Instant::now() + deadline;
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let open = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .is_ok()
-        {
-            return;
-        }
+            .is_ok();
+        // Checked after the port answers too: a process that failed to bind has exited, and
+        // whatever answered is not it.
         if let Some(status) = process.exited() {
             panic!(
-                "{} exited with {status} before listening:\n{}",
+                "{} exited with {status}:\n{}",
                 process.name(),
                 process.log()
             );
+        }
+        if open {
+            return;
         }
         assert!(
             tokio::time::Instant::now() < until,
