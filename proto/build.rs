@@ -3,11 +3,8 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &[
-    "blob/stt/v1/stt.proto",
-    "blob/llm/v1/llm.proto",
-    "blob/session/v1/session.proto",
-];
+const PROTOS: &[&str] =
+    &["blob/stt/v1/stt.proto", "blob/llm/v1/llm.proto", "blob/session/v1/session.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {

@@ -59,6 +59,35 @@ pub struct Config {
     pub tts: TtsHint,
     /// `DOWNSTREAM_TIMEOUT_SECONDS` (default 5): deadline of each unary call to a service.
     pub downstream_timeout: Duration,
+    /// Voice socket limits and timers.
+    pub ws: WsSettings,
+}
+
+/// Voice socket limits and timers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsSettings {
+    /// `WS_HEARTBEAT_INTERVAL_SECONDS` (default 30; fractions allowed): server `ping` period.
+    pub heartbeat_interval: Duration,
+    /// `WS_MAX_MISSED_PONGS` (default 2): pings in a row with no sign of life before closing.
+    pub max_missed_pongs: u32,
+    /// `WS_MAX_MESSAGES_PER_SECOND` (default 25): JSON messages (and bad frames) per second.
+    pub max_messages_per_second: u32,
+    /// `WS_OUTBOUND_QUEUE` (default 256): messages buffered towards a slow client.
+    pub outbound_queue: usize,
+    /// `LEGACY_BINARY_SUPPORT` (default false): binary messages without the v4 header are PCM.
+    pub legacy_binary: bool,
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(30),
+            max_missed_pongs: 2,
+            max_messages_per_second: 25,
+            outbound_queue: 256,
+            legacy_binary: false,
+        }
+    }
 }
 
 impl Config {
@@ -69,10 +98,7 @@ impl Config {
 
     /// Reads and validates the given variables, reporting every problem at once.
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let http_addr = env.parse(
-            "GATEWAY_HTTP_ADDR",
-            SocketAddr::from(([127, 0, 0, 1], 8080)),
-        );
+        let http_addr = env.parse("GATEWAY_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)));
         let session_service_url = env.string("SESSION_SERVICE_URL", "http://127.0.0.1:50053");
         let stt_service_url = env.string("STT_SERVICE_URL", "http://127.0.0.1:50051");
         let llm_service_url = env.string("LLM_SERVICE_URL", "http://127.0.0.1:50052");
@@ -81,25 +107,19 @@ impl Config {
             ("STT_SERVICE_URL", &stt_service_url),
             ("LLM_SERVICE_URL", &llm_service_url),
         ] {
-            env.check(
-                url.starts_with("http://") || url.starts_with("https://"),
-                || format!("{name}={url:?}: expected http://host:port"),
-            );
+            env.check(url.starts_with("http://") || url.starts_with("https://"), || {
+                format!("{name}={url:?}: expected http://host:port")
+            });
         }
-        let auth_provider = match env
-            .string("AUTH_PROVIDER", "firebase")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "firebase" => AuthProvider::Firebase,
-            "local" => AuthProvider::Local,
-            other => {
-                env.problem(format!(
-                    "AUTH_PROVIDER={other:?}: expected firebase or local"
-                ));
-                AuthProvider::Firebase
-            }
-        };
+        let auth_provider =
+            match env.string("AUTH_PROVIDER", "firebase").to_ascii_lowercase().as_str() {
+                "firebase" => AuthProvider::Firebase,
+                "local" => AuthProvider::Local,
+                other => {
+                    env.problem(format!("AUTH_PROVIDER={other:?}: expected firebase or local"));
+                    AuthProvider::Firebase
+                }
+            };
         let local = auth_provider == AuthProvider::Local;
         let firebase_project_id = match env.optional("FIREBASE_PROJECT_ID") {
             Some(id) => id,
@@ -132,9 +152,8 @@ impl Config {
         env.check((60..=30 * 86_400).contains(&jwt_ttl), || {
             "BACKEND_JWT_TTL_SECONDS must be between 60 and 2592000".to_owned()
         });
-        let public_ws_url = env
-            .optional("PUBLIC_WS_URL")
-            .unwrap_or_else(|| format!("ws://{http_addr}/ws/voice"));
+        let public_ws_url =
+            env.optional("PUBLIC_WS_URL").unwrap_or_else(|| format!("ws://{http_addr}/ws/voice"));
         env.check(
             public_ws_url.starts_with("ws://") || public_ws_url.starts_with("wss://"),
             || format!("PUBLIC_WS_URL={public_ws_url:?}: expected ws:// or wss://"),
@@ -147,6 +166,25 @@ impl Config {
         env.check((0.25..=4.0).contains(&tts.speed), || {
             "TTS_SPEED must be between 0.25 and 4".into()
         });
+        let defaults = WsSettings::default();
+        let heartbeat =
+            env.parse("WS_HEARTBEAT_INTERVAL_SECONDS", defaults.heartbeat_interval.as_secs_f64());
+        env.check((0.1..=3600.0).contains(&heartbeat), || {
+            "WS_HEARTBEAT_INTERVAL_SECONDS must be between 0.1 and 3600".to_owned()
+        });
+        let ws = WsSettings {
+            heartbeat_interval: Duration::from_secs_f64(heartbeat.clamp(0.1, 3600.0)),
+            max_missed_pongs: env.parse("WS_MAX_MISSED_PONGS", defaults.max_missed_pongs),
+            max_messages_per_second: env
+                .parse("WS_MAX_MESSAGES_PER_SECOND", defaults.max_messages_per_second),
+            outbound_queue: env.parse("WS_OUTBOUND_QUEUE", defaults.outbound_queue),
+            legacy_binary: env.flag("LEGACY_BINARY_SUPPORT", defaults.legacy_binary),
+        };
+        env.check(ws.max_missed_pongs >= 1, || "WS_MAX_MISSED_PONGS must be at least 1".into());
+        env.check(ws.max_messages_per_second >= 1, || {
+            "WS_MAX_MESSAGES_PER_SECOND must be at least 1".into()
+        });
+        env.check(ws.outbound_queue >= 16, || "WS_OUTBOUND_QUEUE must be at least 16".into());
         let downstream_timeout = env.parse("DOWNSTREAM_TIMEOUT_SECONDS", 5u64);
         env.check(downstream_timeout > 0, || {
             "DOWNSTREAM_TIMEOUT_SECONDS must be at least 1".into()
@@ -165,6 +203,7 @@ impl Config {
             public_ws_url,
             tts,
             downstream_timeout: Duration::from_secs(downstream_timeout),
+            ws,
         })
     }
 }

@@ -30,9 +30,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let header = HeaderValue::from_str(&id).expect("checked to be visible ASCII");
-    request
-        .headers_mut()
-        .insert(REQUEST_ID_HEADER, header.clone());
+    request.headers_mut().insert(REQUEST_ID_HEADER, header.clone());
     let mut response = REQUEST_ID.scope(id, next.run(request)).await;
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
     response
@@ -40,9 +38,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
 
 /// The id of the request being handled (a fresh one outside a request).
 pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
 }
 
 /// `meta` of every response.
@@ -59,11 +55,7 @@ pub struct Meta {
 impl Meta {
     /// Meta for the current request.
     pub fn now() -> Self {
-        Self {
-            request_id: current_request_id(),
-            timestamp: now_rfc3339(),
-            version: API_VERSION,
-        }
+        Self { request_id: current_request_id(), timestamp: now_rfc3339(), version: API_VERSION }
     }
 }
 
@@ -94,14 +86,7 @@ impl<T: Serialize> IntoResponse for ApiOk<T> {
             data: T,
             meta: Meta,
         }
-        (
-            self.0,
-            axum::Json(Body {
-                success: true,
-                data: self.1,
-                meta: Meta::now(),
-            }),
-        )
+        (self.0, axum::Json(Body { success: true, data: self.1, meta: Meta::now() }))
             .into_response()
     }
 }
@@ -164,12 +149,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with the code's default status.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status: code.status(),
-            code,
-            message: message.into(),
-            details: None,
-        }
+        Self { status: code.status(), code, message: message.into(), details: None }
     }
 
     /// A 400 `VALIDATION_ERROR` naming the field.
@@ -204,12 +184,7 @@ impl ApiError {
             }
             _ => status.message().to_owned(),
         };
-        Self {
-            status: kind.http_status(),
-            code,
-            message,
-            details: None,
-        }
+        Self { status: kind.http_status(), code, message, details: None }
     }
 }
 
@@ -230,11 +205,7 @@ impl IntoResponse for ApiError {
         }
         let body = Body {
             success: false,
-            error: Error {
-                code: self.code,
-                message: self.message,
-                details: self.details,
-            },
+            error: Error { code: self.code, message: self.message, details: self.details },
             meta: Meta::now(),
         };
         (self.status, axum::Json(body)).into_response()
@@ -280,12 +251,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         other => other.body_text(),
     };
-    ApiError {
-        status,
-        code: ErrorCode::ValidationError,
-        message,
-        details: None,
-    }
+    ApiError { status, code: ErrorCode::ValidationError, message, details: None }
 }
 
 /// Fallback for unknown routes: 404 in the envelope.

@@ -5,11 +5,7 @@ use clap::{Parser, Subcommand};
 use gateway::{Application, Config};
 
 #[derive(Parser)]
-#[command(
-    name = "gateway",
-    version,
-    about = "Blob's REST API and voice WebSocket"
-)]
+#[command(name = "gateway", version, about = "Blob's REST API and voice WebSocket")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -37,11 +33,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command.unwrap_or(Command::Serve) {
-        Command::DevToken {
-            email,
-            name,
-            project,
-        } => {
+        Command::DevToken { email, name, project } => {
             anyhow::ensure!(
                 project.starts_with("demo-"),
                 "the development issuer only signs for demo-* projects"
@@ -54,8 +46,7 @@ async fn main() -> anyhow::Result<()> {
             let _telemetry = blob_kit::telemetry::init("gateway");
             let config = exit_on_error(Config::from_env());
             let app = Application::build(config).await?;
-            app.run_until_stopped(blob_kit::shutdown::shutdown_signal())
-                .await
+            app.run_until_stopped(blob_kit::shutdown::shutdown_signal()).await
         }
     }
 }

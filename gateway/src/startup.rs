@@ -62,10 +62,7 @@ impl Application {
             }
         };
         let state = AppState {
-            firebase: Arc::new(FirebaseVerifier::new(
-                config.firebase_project_id.clone(),
-                source,
-            )),
+            firebase: Arc::new(FirebaseVerifier::new(config.firebase_project_id.clone(), source)),
             tokens: Arc::new(BackendTokens::new(&config.jwt_secret, config.jwt_ttl)),
             sessions: SessionStoreClient::new(traced(lazy_channel(
                 &config.session_service_url,
@@ -87,19 +84,12 @@ impl Application {
             .await
             .with_context(|| format!("binding GATEWAY_HTTP_ADDR {}", state.config.http_addr))?;
         let (shutdown, sockets) = (state.shutdown.clone(), state.sockets.clone());
-        Ok(Self {
-            listener,
-            router: router(state),
-            shutdown,
-            sockets,
-        })
+        Ok(Self { listener, router: router(state), shutdown, sockets })
     }
 
     /// The bound address (useful when the configured port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes. Then it stops accepting connections, tells every live
@@ -120,14 +110,22 @@ impl Application {
             .with_graceful_shutdown(async move { stopping.cancelled().await })
             .into_future();
         tokio::pin!(server);
-        tokio::select! {
-            result = &mut server => return result.context("HTTP server failed"),
-            () = self.shutdown.cancelled() => {}
+        // The server ends by itself only on an error; otherwise wait for the signal.
+        let finished = tokio::select! {
+            result = &mut server => Some(result),
+            () = self.shutdown.cancelled() => None,
+        };
+        if let Some(Err(err)) = finished {
+            return Err(err).context("HTTP server failed");
         }
-        // Upgraded voice sockets are not HTTP connections any more: wait for them separately.
+        // Upgraded voice sockets are not HTTP connections any more: the server's own graceful
+        // shutdown does not wait for them, so wait for them here.
         self.sockets.close();
         let drained = async {
-            let result = server.await;
+            let result = match finished {
+                Some(result) => result,
+                None => server.await,
+            };
             self.sockets.wait().await;
             result
         };
@@ -149,7 +147,11 @@ pub fn router(state: AppState) -> Router {
             "/children",
             post(routes::children::create_child).get(routes::children::list_children),
         )
-        .route("/sessions", post(routes::sessions::open_session));
+        .route("/sessions", post(routes::sessions::open_session))
+        .route("/sessions/{session_id}", get(routes::sessions::get_session))
+        .route("/sessions/{session_id}/pause", post(routes::sessions::pause_session))
+        .route("/sessions/{session_id}/resume", post(routes::sessions::resume_session))
+        .route("/sessions/{session_id}/end", post(routes::sessions::end_session));
     Router::new()
         .route("/health", get(routes::health::health))
         .route("/ws/voice", get(voice_socket))
@@ -163,10 +165,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn method_not_allowed() -> ApiError {
-    let mut err = ApiError::new(
-        ErrorCode::ValidationError,
-        "method not allowed on this endpoint",
-    );
+    let mut err = ApiError::new(ErrorCode::ValidationError, "method not allowed on this endpoint");
     err.status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
     err
 }

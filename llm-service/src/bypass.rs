@@ -18,10 +18,7 @@ impl BypassProvider {
             .map(|c| c.name.trim())
             .filter(|n| !n.is_empty())
             .unwrap_or("friend");
-        [
-            format!("That sounds wonderful, {name}! "),
-            "Can you tell me more about it?".to_owned(),
-        ]
+        [format!("That sounds wonderful, {name}! "), "Can you tell me more about it?".to_owned()]
     }
 }
 

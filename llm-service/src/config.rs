@@ -63,13 +63,10 @@ impl Config {
         let max_output_tokens = env.parse("LLM_MAX_OUTPUT_TOKENS", 200u32);
         let temperature = env.parse("LLM_TEMPERATURE", 0.7f32);
         let timeout = env.parse("LLM_TIMEOUT_SECONDS", 20u64);
-        env.check(timeout > 0, || {
-            "LLM_TIMEOUT_SECONDS must be at least 1".to_owned()
+        env.check(timeout > 0, || "LLM_TIMEOUT_SECONDS must be at least 1".to_owned());
+        env.check(api_base.starts_with("http://") || api_base.starts_with("https://"), || {
+            format!("GEMINI_API_BASE={api_base:?}: expected an http(s) URL")
         });
-        env.check(
-            api_base.starts_with("http://") || api_base.starts_with("https://"),
-            || format!("GEMINI_API_BASE={api_base:?}: expected an http(s) URL"),
-        );
         env.check((0.0..=2.0).contains(&temperature), || {
             "LLM_TEMPERATURE must be between 0 and 2".to_owned()
         });
@@ -92,17 +89,11 @@ impl Config {
                 }
             }
         } else {
-            env.problem(format!(
-                "LLM_PROVIDER={provider_name:?}: expected gemini or bypass"
-            ));
+            env.problem(format!("LLM_PROVIDER={provider_name:?}: expected gemini or bypass"));
             ProviderConfig::Bypass
         };
         env.finish()?;
-        Ok(Self {
-            grpc_addr,
-            provider,
-            timeout: Duration::from_secs(timeout),
-        })
+        Ok(Self { grpc_addr, provider, timeout: Duration::from_secs(timeout) })
     }
 }
 
@@ -131,9 +122,7 @@ mod tests {
             ("GEMINI_MODEL", "m"),
         ]))
         .unwrap();
-        let ProviderConfig::Gemini(gemini) = config.provider else {
-            panic!("not gemini")
-        };
+        let ProviderConfig::Gemini(gemini) = config.provider else { panic!("not gemini") };
         assert_eq!(gemini.api_base, "http://127.0.0.1:9");
         assert_eq!(gemini.model, "m");
     }

@@ -43,28 +43,18 @@ impl GeminiProvider {
             .iter()
             .filter(|turn| !turn.text.trim().is_empty())
             .map(|turn| Content {
-                role: if turn.role == i32::from(Role::Assistant) {
-                    "model"
-                } else {
-                    "user"
-                }
-                .to_owned(),
-                parts: vec![Part {
-                    text: turn.text.clone(),
-                }],
+                role: if turn.role == i32::from(Role::Assistant) { "model" } else { "user" }
+                    .to_owned(),
+                parts: vec![Part { text: turn.text.clone() }],
             })
             .collect();
         contents.push(Content {
             role: "user".to_owned(),
-            parts: vec![Part {
-                text: request.user_text.clone(),
-            }],
+            parts: vec![Part { text: request.user_text.clone() }],
         });
         GenerateContentRequest {
             system_instruction: SystemInstruction {
-                parts: vec![Part {
-                    text: system_instruction(request.child.as_ref()),
-                }],
+                parts: vec![Part { text: system_instruction(request.child.as_ref()) }],
             },
             contents,
             safety_settings: SAFETY_CATEGORIES
@@ -107,8 +97,7 @@ impl ReplyProvider for GeminiProvider {
             .header("x-goog-api-key", self.config.api_key.expose_secret())
             .json(&self.body(request))
             .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(e.without_url().to_string()))?;
+            .await?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -128,11 +117,7 @@ impl ReplyProvider for GeminiProvider {
                 let (events, finished) = match bytes.next().await {
                     Some(Ok(chunk)) => (decoder.push(&chunk), false),
                     Some(Err(err)) => {
-                        let _ = tx
-                            .send(Err(ProviderError::Unavailable(
-                                err.without_url().to_string(),
-                            )))
-                            .await;
+                        let _ = tx.send(Err(err.into())).await;
                         return;
                     }
                     None => (Ok(decoder.finish().into_iter().collect()), true),
@@ -222,9 +207,7 @@ fn error_message(body: &str) -> Option<String> {
     struct Detail {
         message: String,
     }
-    serde_json::from_str::<Envelope>(body)
-        .ok()
-        .map(|e| e.error.message)
+    serde_json::from_str::<Envelope>(body).ok().map(|e| e.error.message)
 }
 
 // === The wire format ===
@@ -340,19 +323,10 @@ mod tests {
         let request = GenerateReplyRequest {
             conversation_id: "c".into(),
             request_id: "r".into(),
-            child: Some(ChildProfile {
-                name: "Mia".into(),
-                grade_level: 1,
-            }),
+            child: Some(ChildProfile { name: "Mia".into(), grade_level: 1 }),
             history: vec![
-                Turn {
-                    role: Role::User.into(),
-                    text: "hi".into(),
-                },
-                Turn {
-                    role: Role::Assistant.into(),
-                    text: "hello Mia".into(),
-                },
+                Turn { role: Role::User.into(), text: "hi".into() },
+                Turn { role: Role::Assistant.into(), text: "hello Mia".into() },
             ],
             user_text: "tell me a story".into(),
         };
@@ -360,12 +334,7 @@ mod tests {
         assert_eq!(body["contents"][0]["role"], "user");
         assert_eq!(body["contents"][1]["role"], "model");
         assert_eq!(body["contents"][2]["parts"][0]["text"], "tell me a story");
-        assert!(
-            body["systemInstruction"]["parts"][0]["text"]
-                .as_str()
-                .unwrap()
-                .contains("Mia")
-        );
+        assert!(body["systemInstruction"]["parts"][0]["text"].as_str().unwrap().contains("Mia"));
         assert_eq!(body["generationConfig"]["maxOutputTokens"], 100);
         assert_eq!(body["safetySettings"].as_array().unwrap().len(), 4);
     }
@@ -373,12 +342,7 @@ mod tests {
     #[test]
     fn history_is_capped() {
         let request = GenerateReplyRequest {
-            history: (0..50)
-                .map(|i| Turn {
-                    role: 1,
-                    text: format!("t{i}"),
-                })
-                .collect(),
+            history: (0..50).map(|i| Turn { role: 1, text: format!("t{i}") }).collect(),
             user_text: "now".into(),
             ..Default::default()
         };

@@ -40,10 +40,7 @@ mod tests {
 
     #[test]
     fn names_the_child_and_grade() {
-        let child = ChildProfile {
-            name: "Mia".into(),
-            grade_level: 1,
-        };
+        let child = ChildProfile { name: "Mia".into(), grade_level: 1 };
         let text = system_instruction(Some(&child));
         assert!(text.contains("talking with Mia, who is in first grade"));
         assert!(system_instruction(None).contains("the child"));

@@ -14,6 +14,9 @@ pub enum ProviderError {
     /// `UNAVAILABLE`: the provider could not be reached or failed on its side.
     #[error("provider unavailable: {0}")]
     Unavailable(String),
+    /// `DEADLINE_EXCEEDED`: the provider did not answer in time.
+    #[error("provider timed out: {0}")]
+    Timeout(String),
     /// `INTERNAL`: the provider refused our request (bad key, bad request) or answered nonsense.
     #[error("provider rejected the request: {0}")]
     Rejected(String),
@@ -25,8 +28,17 @@ impl ProviderError {
         match self {
             Self::RateLimited(_) => ErrorKind::ResourceExhausted,
             Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::Timeout(_) => ErrorKind::DeadlineExceeded,
             Self::Rejected(_) => ErrorKind::Internal,
         }
+    }
+}
+
+impl From<reqwest::Error> for ProviderError {
+    fn from(err: reqwest::Error) -> Self {
+        let timeout = err.is_timeout();
+        let text = err.without_url().to_string();
+        if timeout { Self::Timeout(text) } else { Self::Unavailable(text) }
     }
 }
 

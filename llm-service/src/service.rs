@@ -63,8 +63,7 @@ impl Companion for CompanionService {
             .map_err(|_| ErrorKind::DeadlineExceeded.status("the model took too long"))?
             .map_err(|err| {
                 tracing::warn!(parent: &span, error = %err, "provider failed");
-                err.kind()
-                    .status(format!("the model could not answer: {}", err.kind_label()))
+                err.kind().status(format!("the model could not answer: {}", err.kind_label()))
             })?;
 
         let (tx, rx) = tokio::sync::mpsc::channel(32);
@@ -89,9 +88,8 @@ impl Companion for CompanionService {
                                     .record("ttft_ms", started.elapsed().as_millis() as u64);
                             }
                             full.push_str(&text);
-                            let event = ReplyEvent {
-                                event: Some(Event::Delta(TextDelta { text })),
-                            };
+                            let event =
+                                ReplyEvent { event: Some(Event::Delta(TextDelta { text })) };
                             if tx.send(Ok(event)).await.is_err() {
                                 tracing::debug!("caller went away; reply abandoned");
                                 return;
@@ -132,6 +130,7 @@ impl crate::provider::ProviderError {
         match self {
             Self::RateLimited(_) => "rate limited",
             Self::Unavailable(_) => "provider unavailable",
+            Self::Timeout(_) => "provider timed out",
             Self::Rejected(_) => "request rejected",
         }
     }

@@ -94,10 +94,8 @@ mod tests {
             assert_eq!(events, expected, "split at {split}");
         }
         let mut byte_by_byte = SseDecoder::default();
-        let events: Vec<String> = stream
-            .iter()
-            .flat_map(|b| byte_by_byte.push(&[*b]).unwrap())
-            .collect();
+        let events: Vec<String> =
+            stream.iter().flat_map(|b| byte_by_byte.push(&[*b]).unwrap()).collect();
         assert_eq!(events, expected);
     }
 

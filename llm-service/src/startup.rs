@@ -42,17 +42,12 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding LLM_GRPC_ADDR {}", config.grpc_addr))?;
-        Ok(Self {
-            listener,
-            service: CompanionService::new(provider, config.timeout),
-        })
+        Ok(Self { listener, service: CompanionService::new(provider, config.timeout) })
     }
 
     /// The bound address (useful when the configured port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then drains.

@@ -105,17 +105,14 @@ impl ColdStore for MemoryColdStore {
     ) -> Result<UserRecord, ColdError> {
         let now = now_rfc3339();
         let mut memory = self.inner.write().await;
-        let user = memory
-            .users
-            .entry(uid.to_owned())
-            .or_insert_with(|| UserRecord {
-                uid: uid.to_owned(),
-                email: email.to_owned(),
-                display_name: display_name.to_owned(),
-                role: "parent".to_owned(),
-                created_at: now.clone(),
-                last_login_at: now.clone(),
-            });
+        let user = memory.users.entry(uid.to_owned()).or_insert_with(|| UserRecord {
+            uid: uid.to_owned(),
+            email: email.to_owned(),
+            display_name: display_name.to_owned(),
+            role: "parent".to_owned(),
+            created_at: now.clone(),
+            last_login_at: now.clone(),
+        });
         user.last_login_at = now;
         if !email.is_empty() {
             user.email = email.to_owned();
@@ -148,9 +145,7 @@ impl ColdStore for MemoryColdStore {
             created_at: now_rfc3339(),
         };
         let mut memory = self.inner.write().await;
-        memory
-            .children
-            .insert(child.child_id.clone(), child.clone());
+        memory.children.insert(child.child_id.clone(), child.clone());
         memory
             .links
             .entry(uid.to_owned())
@@ -176,11 +171,7 @@ impl ColdStore for MemoryColdStore {
     async fn archive_session(&self, session: &SessionRecord) -> Result<(), ColdError> {
         let mut archived = session.clone();
         archived.state = "ended".to_owned();
-        self.inner
-            .write()
-            .await
-            .sessions
-            .insert(archived.session_id.clone(), archived);
+        self.inner.write().await.sessions.insert(archived.session_id.clone(), archived);
         Ok(())
     }
 }
@@ -193,22 +184,10 @@ mod tests {
     async fn links_scope_children_to_their_family() {
         let store = MemoryColdStore::default();
         let child = store.create_child("parent-a", "Mia", 1).await.unwrap();
-        let (found, permission) = store
-            .child_for("parent-a", &child.child_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (found.name.as_str(), permission),
-            ("Mia", Permission::Manage)
-        );
-        assert!(
-            store
-                .child_for("parent-b", &child.child_id)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let (found, permission) =
+            store.child_for("parent-a", &child.child_id).await.unwrap().unwrap();
+        assert_eq!((found.name.as_str(), permission), ("Mia", Permission::Manage));
+        assert!(store.child_for("parent-b", &child.child_id).await.unwrap().is_none());
         assert!(store.list_children("parent-b").await.unwrap().is_empty());
         assert_eq!(store.list_children("parent-a").await.unwrap().len(), 1);
     }

@@ -46,21 +46,15 @@ impl Config {
     /// Reads and validates the given variables, reporting every problem at once.
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let defaults = Ttls::default();
-        let grpc_addr = env.parse(
-            "SESSION_GRPC_ADDR",
-            SocketAddr::from(([127, 0, 0, 1], 50053)),
-        );
+        let grpc_addr = env.parse("SESSION_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50053)));
         let redis_url = env.string("REDIS_URL", "redis://127.0.0.1:6379");
         let session = env.parse("SESSION_TTL_SECONDS", defaults.session.as_secs());
-        let window = env.parse(
-            "SESSION_RECONNECT_WINDOW_SECONDS",
-            defaults.reconnect_window.as_secs(),
-        );
+        let window =
+            env.parse("SESSION_RECONNECT_WINDOW_SECONDS", defaults.reconnect_window.as_secs());
         let conversation = env.parse("CONVERSATION_TTL_SECONDS", defaults.conversation.as_secs());
-        env.check(
-            redis_url.starts_with("redis://") || redis_url.starts_with("unix://"),
-            || format!("REDIS_URL={redis_url:?}: expected redis://host:port or unix:///path"),
-        );
+        env.check(redis_url.starts_with("redis://") || redis_url.starts_with("unix://"), || {
+            format!("REDIS_URL={redis_url:?}: expected redis://host:port or unix:///path")
+        });
         for (name, value) in [
             ("SESSION_TTL_SECONDS", session),
             ("SESSION_RECONNECT_WINDOW_SECONDS", window),

@@ -6,6 +6,9 @@
 //! | `suspended:{session_id}` | [`SessionRecord`], state `suspended` | `SESSION_RECONNECT_WINDOW_SECONDS` |
 //! | `child_session:{child_id}` | the child's current session id | follows its session |
 //! | `conversation:{conversation_id}` | [`ConversationRecord`] | `CONVERSATION_TTL_SECONDS` |
+//! | `events:{session_id}` | the socket's last [`MAX_EVENTS`] outbound events, for replay | session TTL + reconnect window |
+//!
+//! Pause, resume, attach and end are published on `session_signals:{session_id}`.
 //!
 //! Every transition that reads and writes more than one key runs as one Lua script, so two
 //! devices, or a socket closing while a turn is appended, never interleave half-way. The scripts
@@ -26,6 +29,9 @@ pub enum HotError {
     /// `PERMISSION_DENIED`: the session belongs to another user.
     #[error("session belongs to another user")]
     Forbidden,
+    /// `FAILED_PRECONDITION`: a newer socket has taken the session over.
+    #[error("a newer connection holds the session")]
+    Stale,
     /// `UNAVAILABLE`: Redis could not be reached or did not answer in time.
     #[error("redis unavailable: {0}")]
     Unavailable(#[source] redis::RedisError),
@@ -86,6 +92,9 @@ impl Transition {
     }
 }
 
+/// Events kept per session for replay.
+pub const MAX_EVENTS: usize = 200;
+
 /// The Redis side of the session-service. Cheap to clone.
 #[derive(Clone)]
 pub struct HotStore {
@@ -94,6 +103,17 @@ pub struct HotStore {
     open: Script,
     transition: Script,
     append: Script,
+    events: Script,
+    trim: Script,
+}
+
+/// One stored outbound event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventRecord {
+    /// Its per-session sequence number.
+    pub seq: u64,
+    /// The message as sent.
+    pub json: String,
 }
 
 impl HotStore {
@@ -105,6 +125,8 @@ impl HotStore {
             open: Script::new(include_str!("lua/open.lua")),
             transition: Script::new(include_str!("lua/transition.lua")),
             append: Script::new(include_str!("lua/append.lua")),
+            events: Script::new(include_str!("lua/events.lua")),
+            trim: Script::new(include_str!("lua/trim.lua")),
         }
     }
 
@@ -166,13 +188,15 @@ impl HotStore {
         }
     }
 
-    /// Runs one transition; `user_id` must own the session (empty skips the check).
+    /// Runs one transition; `user_id` must own the session (empty skips the check). `epoch`
+    /// (suspend only, 0 = any) is the suspending socket's epoch.
     /// Returns whether the session was suspended before, and the session after.
     pub async fn transition(
         &self,
         session_id: &str,
         user_id: &str,
         transition: Transition,
+        epoch: u32,
     ) -> Result<(bool, SessionRecord), HotError> {
         let reply: Vec<String> = self
             .transition
@@ -183,11 +207,13 @@ impl HotStore {
             .arg(now_rfc3339())
             .arg(self.ttl.session.as_secs())
             .arg(self.ttl.reconnect_window.as_secs())
+            .arg(epoch)
             .invoke_async(&mut self.redis.clone())
             .await?;
         match reply.as_slice() {
             [status] if status == "missing" => Err(HotError::NotFound),
             [status] if status == "forbidden" => Err(HotError::Forbidden),
+            [status, _] if status == "stale" => Err(HotError::Stale),
             [before, json] => Ok((before == "suspended", from_json(json)?)),
             other => Err(HotError::Corrupt(format!("transition returned {other:?}"))),
         }
@@ -217,11 +243,8 @@ impl HotStore {
         conversation_id: &str,
         owner_user_id: &str,
     ) -> Result<ConversationRecord, HotError> {
-        let json: Option<String> = self
-            .redis
-            .clone()
-            .get(format!("conversation:{conversation_id}"))
-            .await?;
+        let json: Option<String> =
+            self.redis.clone().get(format!("conversation:{conversation_id}")).await?;
         match json {
             Some(json) => {
                 let record: ConversationRecord = from_json(&json)?;
@@ -256,7 +279,7 @@ impl HotStore {
             .arg(self.ttl.conversation.as_secs())
             .invoke_async(&mut self.redis.clone())
             .await
-            .map(|v: Vec<redis::Value>| decode_append(&v))??;
+            .map(|v: Vec<redis::Value>| decode_status(&v))??;
         match reply {
             (status, Some(count)) if status == "ok" => Ok(count),
             (status, _) if status == "missing" => Err(HotError::NotFound),
@@ -265,24 +288,101 @@ impl HotStore {
         }
     }
 
+    /// Stores outbound events for replay (the last [`MAX_EVENTS`] are kept).
+    pub async fn record_events(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        events: &[EventRecord],
+    ) -> Result<(), HotError> {
+        let ttl = self.ttl.session + self.ttl.reconnect_window;
+        let mut invocation = self.events.prepare_invoke();
+        invocation
+            .key(format!("events:{session_id}"))
+            .key(format!("session:{session_id}"))
+            .key(format!("suspended:{session_id}"))
+            .arg(user_id)
+            .arg(MAX_EVENTS)
+            .arg(ttl.as_secs());
+        for event in events {
+            invocation.arg(to_json(event)?);
+        }
+        let reply: Vec<redis::Value> = invocation.invoke_async(&mut self.redis.clone()).await?;
+        match decode_status(&reply)?.0.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(HotError::NotFound),
+            "forbidden" => Err(HotError::Forbidden),
+            other => Err(HotError::Corrupt(format!("events returned {other:?}"))),
+        }
+    }
+
+    /// The highest stored sequence number and the events after `after` (none when `None`).
+    pub async fn events_after(
+        &self,
+        session_id: &str,
+        after: Option<u64>,
+    ) -> Result<(u64, Vec<EventRecord>), HotError> {
+        let raw: Vec<String> =
+            self.redis.clone().lrange(format!("events:{session_id}"), 0, -1).await?;
+        let events: Vec<EventRecord> =
+            raw.iter().map(|json| from_json(json)).collect::<Result<_, _>>()?;
+        let last = events.iter().map(|e| e.seq).max().unwrap_or_default();
+        let replay = match after {
+            Some(after) => events.into_iter().filter(|e| e.seq > after).collect(),
+            None => Vec::new(),
+        };
+        Ok((last, replay))
+    }
+
+    /// Cuts Blob's answer of the exchange `request_id` to `heard` (only ever shortens).
+    pub async fn trim(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        request_id: &str,
+        heard: &str,
+    ) -> Result<u32, HotError> {
+        let reply: Vec<redis::Value> = self
+            .trim
+            .key(format!("session:{session_id}"))
+            .key(format!("suspended:{session_id}"))
+            .arg(user_id)
+            .arg(request_id)
+            .arg(heard)
+            .arg(self.ttl.conversation.as_secs())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        match decode_status(&reply)? {
+            (status, Some(count)) if status == "ok" => Ok(count),
+            (status, _) if status == "missing" || status == "no_turn" => Err(HotError::NotFound),
+            (status, _) if status == "forbidden" => Err(HotError::Forbidden),
+            (status, _) => Err(HotError::Corrupt(format!("trim returned {status:?}"))),
+        }
+    }
+
+    /// Announces that a session ended to the sockets watching it.
+    pub async fn publish_ended(&self, session_id: &str) -> Result<(), HotError> {
+        let payload = r#"{"kind":"ended","epoch":0}"#;
+        let _: i64 =
+            self.redis.clone().publish(format!("session_signals:{session_id}"), payload).await?;
+        Ok(())
+    }
+
     /// Answers PING (readiness).
     pub async fn ping(&self) -> Result<(), HotError> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.redis.clone())
-            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut self.redis.clone()).await?;
         Ok(())
     }
 }
 
-fn decode_append(values: &[redis::Value]) -> Result<(String, Option<u32>), HotError> {
+/// A script's `{status, count?}` reply.
+fn decode_status(values: &[redis::Value]) -> Result<(String, Option<u32>), HotError> {
     let status = match values.first() {
         Some(value) => redis::from_redis_value::<String>(value.clone())
             .map_err(|e| HotError::Corrupt(e.to_string()))?,
-        None => return Err(HotError::Corrupt("append returned nothing".into())),
+        None => return Err(HotError::Corrupt("script returned nothing".into())),
     };
-    let count = values
-        .get(1)
-        .and_then(|v| redis::from_redis_value::<u32>(v.clone()).ok());
+    let count = values.get(1).and_then(|v| redis::from_redis_value::<u32>(v.clone()).ok());
     Ok((status, count))
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod hot;
 pub mod record;
 pub mod service;
+pub mod signals;
 pub mod startup;
 
 pub use config::Config;

@@ -62,6 +62,9 @@ pub struct TurnRecord {
     pub assistant_text: String,
     /// RFC 3339 UTC.
     pub timestamp: String,
+    /// Blob was cut off; `assistant_text` is what was said or heard before that.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 fn turns_or_empty_object<'de, D>(deserializer: D) -> Result<Vec<TurnRecord>, D::Error>
@@ -88,9 +91,7 @@ pub fn now_rfc3339() -> String {
 
 /// Formats a time as RFC 3339 with millisecond precision.
 pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    let at = at
-        .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
-        .unwrap_or(at);
+    let at = at.replace_nanosecond(at.millisecond() as u32 * 1_000_000).unwrap_or(at);
     at.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -138,16 +139,14 @@ impl SessionRecord {
 impl TurnRecord {
     /// From the gRPC message.
     pub fn from_proto(turn: &pb::ConversationTurn) -> Self {
-        let timestamp = if turn.created_at_ms > 0 {
-            from_unix_ms(turn.created_at_ms)
-        } else {
-            now_rfc3339()
-        };
+        let timestamp =
+            if turn.created_at_ms > 0 { from_unix_ms(turn.created_at_ms) } else { now_rfc3339() };
         Self {
             request_id: turn.request_id.clone(),
             user_text: turn.user_text.clone(),
             assistant_text: turn.assistant_text.clone(),
             timestamp,
+            interrupted: turn.interrupted,
         }
     }
 
@@ -158,6 +157,7 @@ impl TurnRecord {
             user_text: self.user_text.clone(),
             assistant_text: self.assistant_text.clone(),
             created_at_ms: unix_ms(&self.timestamp),
+            interrupted: self.interrupted,
         }
     }
 }
@@ -187,6 +187,7 @@ mod tests {
             user_text: "Hi Blob".into(),
             assistant_text: "Hello!".into(),
             created_at_ms: 1_763_788_800_000,
+            interrupted: true,
         };
         assert_eq!(TurnRecord::from_proto(&turn).to_proto(), turn);
     }

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use blob_kit::ErrorKind;
 use blob_proto::session::v1 as pb;
 use blob_proto::session::v1::session_store_server::SessionStore;
+use futures::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use crate::cold::{ChildRecord, ColdError, ColdStore, UserRecord};
-use crate::hot::{HotError, HotStore, OpenOutcome, Transition};
+use crate::hot::{EventRecord, HotError, HotStore, OpenOutcome, Transition};
 use crate::record::{TurnRecord, unix_ms};
+use crate::signals::Signals;
 
 /// Longest child name accepted, in characters.
 const MAX_NAME_CHARS: usize = 64;
@@ -20,17 +22,23 @@ const MAX_TURNS_PER_APPEND: usize = 16;
 /// Longest text of one turn, in bytes.
 const MAX_TURN_BYTES: usize = 16 * 1024;
 
-/// The service: hot state in Redis, cold state behind a trait object.
+/// Most events one `RecordEvents` call may carry.
+const MAX_EVENTS_PER_CALL: usize = 64;
+/// Largest stored event, in bytes.
+const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// The service: hot state in Redis, cold state behind a trait object, signals fanned out.
 #[derive(Clone)]
 pub struct SessionService {
     hot: HotStore,
     cold: Arc<dyn ColdStore>,
+    signals: Arc<Signals>,
 }
 
 impl SessionService {
-    /// A service over the two stores.
-    pub fn new(hot: HotStore, cold: Arc<dyn ColdStore>) -> Self {
-        Self { hot, cold }
+    /// A service over the two stores and the signal fan-out.
+    pub fn new(hot: HotStore, cold: Arc<dyn ColdStore>, signals: Arc<Signals>) -> Self {
+        Self { hot, cold, signals }
     }
 
     async fn require_permission(
@@ -39,12 +47,7 @@ impl SessionService {
         child_id: &str,
         at_least: pb::Permission,
     ) -> Result<(ChildRecord, pb::Permission), Status> {
-        match self
-            .cold
-            .child_for(user_id, child_id)
-            .await
-            .map_err(cold_status)?
-        {
+        match self.cold.child_for(user_id, child_id).await.map_err(cold_status)? {
             // Another family's child looks exactly like a child that does not exist.
             None => Err(ErrorKind::NotFound.status("child not found")),
             Some((_, permission)) if permission < at_least => {
@@ -73,6 +76,9 @@ fn hot_status(err: HotError) -> Status {
         HotError::NotFound => ErrorKind::NotFound.status("session not found"),
         HotError::Forbidden => {
             ErrorKind::PermissionDenied.status("session belongs to another user")
+        }
+        HotError::Stale => {
+            ErrorKind::FailedPrecondition.status("a newer connection holds this session")
         }
         HotError::Unavailable(err) => {
             tracing::error!(error = %err, "redis unavailable");
@@ -142,16 +148,9 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::ListChildrenResponse>, Status> {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
-        let children = self
-            .cold
-            .list_children(&req.user_id)
-            .await
-            .map_err(cold_status)?;
+        let children = self.cold.list_children(&req.user_id).await.map_err(cold_status)?;
         Ok(Response::new(pb::ListChildrenResponse {
-            children: children
-                .into_iter()
-                .map(|(c, p)| access_proto(c, p))
-                .collect(),
+            children: children.into_iter().map(|(c, p)| access_proto(c, p)).collect(),
         }))
     }
 
@@ -184,9 +183,8 @@ impl SessionStore for SessionService {
         request: Request<pb::GetChildRequest>,
     ) -> Result<Response<pb::ChildAccess>, Status> {
         let req = request.into_inner();
-        let (child, permission) = self
-            .require_permission(&req.user_id, &req.child_id, pb::Permission::View)
-            .await?;
+        let (child, permission) =
+            self.require_permission(&req.user_id, &req.child_id, pb::Permission::View).await?;
         Ok(Response::new(access_proto(child, permission)))
     }
 
@@ -198,18 +196,10 @@ impl SessionStore for SessionService {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
         required(&req.child_id, "child_id")?;
-        self.require_permission(&req.user_id, &req.child_id, pb::Permission::Interact)
-            .await?;
-        let mode = if req.mode.is_empty() {
-            "conversation"
-        } else {
-            req.mode.as_str()
-        };
-        let (outcome, record) = self
-            .hot
-            .open(&req.user_id, &req.child_id, mode)
-            .await
-            .map_err(hot_status)?;
+        self.require_permission(&req.user_id, &req.child_id, pb::Permission::Interact).await?;
+        let mode = if req.mode.is_empty() { "conversation" } else { req.mode.as_str() };
+        let (outcome, record) =
+            self.hot.open(&req.user_id, &req.child_id, mode).await.map_err(hot_status)?;
         tracing::info!(session_id = %record.session_id, ?outcome, "session opened");
         let outcome = match outcome {
             OpenOutcome::Created => pb::OpenOutcome::Created,
@@ -243,7 +233,7 @@ impl SessionStore for SessionService {
         required(&req.user_id, "user_id")?;
         let (was_suspended, record) = self
             .hot
-            .transition(&req.session_id, &req.user_id, Transition::Attach)
+            .transition(&req.session_id, &req.user_id, Transition::Attach, 0)
             .await
             .map_err(hot_status)?;
         let conversation = self
@@ -251,16 +241,29 @@ impl SessionStore for SessionService {
             .conversation(&record.conversation_id, &record.user_id)
             .await
             .map_err(hot_status)?;
+        let (last_event_seq, replay) = self
+            .hot
+            .events_after(&req.session_id, req.replay_after_seq)
+            .await
+            .map_err(hot_status)?;
         let resumed =
             was_suspended || record.connection_count > 1 || !conversation.turns.is_empty();
-        tracing::info!(resumed, turns = conversation.turns.len(), "socket attached");
+        tracing::info!(
+            resumed,
+            epoch = record.connection_count,
+            turns = conversation.turns.len(),
+            replayed = replay.len(),
+            "socket attached"
+        );
         Ok(Response::new(pb::AttachSessionResponse {
             session: Some(self.session(&record)),
             resumed,
-            turns: conversation
-                .turns
-                .iter()
-                .map(TurnRecord::to_proto)
+            turns: conversation.turns.iter().map(TurnRecord::to_proto).collect(),
+            epoch: record.connection_count,
+            last_event_seq,
+            replay: replay
+                .into_iter()
+                .map(|e| pb::StoredEvent { seq: e.seq, json: e.json })
                 .collect(),
         }))
     }
@@ -274,7 +277,7 @@ impl SessionStore for SessionService {
         required(&req.session_id, "session_id")?;
         let (_, record) = self
             .hot
-            .transition(&req.session_id, &req.user_id, Transition::Suspend)
+            .transition(&req.session_id, &req.user_id, Transition::Suspend, req.epoch)
             .await
             .map_err(hot_status)?;
         Ok(Response::new(self.session(&record)))
@@ -289,7 +292,7 @@ impl SessionStore for SessionService {
         required(&req.session_id, "session_id")?;
         let (_, record) = self
             .hot
-            .transition(&req.session_id, &req.user_id, Transition::Resume)
+            .transition(&req.session_id, &req.user_id, Transition::Resume, 0)
             .await
             .map_err(hot_status)?;
         Ok(Response::new(self.session(&record)))
@@ -307,11 +310,11 @@ impl SessionStore for SessionService {
             return Err(hot_status(HotError::Forbidden));
         }
         // Archive first: if the cold store fails, the hot state is still there to retry with.
-        self.cold
-            .archive_session(&record)
-            .await
-            .map_err(cold_status)?;
+        self.cold.archive_session(&record).await.map_err(cold_status)?;
         self.hot.remove(&record).await.map_err(hot_status)?;
+        if let Err(err) = self.hot.publish_ended(&record.session_id).await {
+            tracing::warn!(error = %err, "could not announce the end of the session");
+        }
         record.state = "ended".to_owned();
         Ok(Response::new(self.session(&record)))
     }
@@ -323,14 +326,10 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::Session>, Status> {
         let req = request.into_inner();
         required(&req.session_id, "session_id")?;
-        let transition = if req.paused {
-            Transition::Pause
-        } else {
-            Transition::Unpause
-        };
+        let transition = if req.paused { Transition::Pause } else { Transition::Unpause };
         let (_, record) = self
             .hot
-            .transition(&req.session_id, &req.user_id, transition)
+            .transition(&req.session_id, &req.user_id, transition, 0)
             .await
             .map_err(hot_status)?;
         Ok(Response::new(self.session(&record)))
@@ -344,15 +343,13 @@ impl SessionStore for SessionService {
         let req = request.into_inner();
         required(&req.conversation_id, "conversation_id")?;
         required(&req.user_id, "user_id")?;
-        let record = self
-            .hot
-            .conversation(&req.conversation_id, &req.user_id)
-            .await
-            .map_err(|err| match err {
+        let record = self.hot.conversation(&req.conversation_id, &req.user_id).await.map_err(
+            |err| match err {
                 // Someone else's conversation is reported like a missing one.
                 HotError::Forbidden => ErrorKind::NotFound.status("conversation not found"),
                 other => hot_status(other),
-            })?;
+            },
+        )?;
         Ok(Response::new(pb::Conversation {
             conversation_id: record.conversation_id,
             owner_user_id: record.owner_user_id,
@@ -369,9 +366,8 @@ impl SessionStore for SessionService {
         required(&req.session_id, "session_id")?;
         required(&req.user_id, "user_id")?;
         if req.turns.is_empty() || req.turns.len() > MAX_TURNS_PER_APPEND {
-            return Err(ErrorKind::InvalidArgument.status(format!(
-                "append 1 to {MAX_TURNS_PER_APPEND} turns at a time"
-            )));
+            return Err(ErrorKind::InvalidArgument
+                .status(format!("append 1 to {MAX_TURNS_PER_APPEND} turns at a time")));
         }
         let mut turns = Vec::with_capacity(req.turns.len());
         for turn in &req.turns {
@@ -383,9 +379,81 @@ impl SessionStore for SessionService {
             }
             turns.push(TurnRecord::from_proto(turn));
         }
+        let turn_count =
+            self.hot.append(&req.session_id, &req.user_id, &turns).await.map_err(hot_status)?;
+        Ok(Response::new(pb::AppendTurnsResponse { turn_count }))
+    }
+
+    type WatchSessionStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SessionSignal, Status>> + Send>>;
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn watch_session(
+        &self,
+        request: Request<pb::WatchSessionRequest>,
+    ) -> Result<Response<Self::WatchSessionStream>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        required(&req.user_id, "user_id")?;
+        // Subscribe before checking, so nothing published in between is missed.
+        let receiver = self.signals.watch(&req.session_id);
+        let record = self.hot.get(&req.session_id).await.map_err(hot_status)?;
+        if record.user_id != req.user_id {
+            return Err(hot_status(HotError::Forbidden));
+        }
+        let stream = tokio_stream::wrappers::BroadcastStream::new(receiver)
+            .filter_map(|item| std::future::ready(item.ok().map(Ok)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn record_events(
+        &self,
+        request: Request<pb::RecordEventsRequest>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        required(&req.user_id, "user_id")?;
+        if req.events.is_empty() || req.events.len() > MAX_EVENTS_PER_CALL {
+            return Err(ErrorKind::InvalidArgument
+                .status(format!("record 1 to {MAX_EVENTS_PER_CALL} events at a time")));
+        }
+        if req.events.iter().any(|e| e.json.len() > MAX_EVENT_BYTES || e.seq == 0) {
+            return Err(ErrorKind::InvalidArgument.status("events need a seq and at most 64 KiB"));
+        }
+        let events: Vec<EventRecord> =
+            req.events.into_iter().map(|e| EventRecord { seq: e.seq, json: e.json }).collect();
+        self.hot.record_events(&req.session_id, &req.user_id, &events).await.map_err(hot_status)?;
+        let last_event_seq = events.iter().map(|e| e.seq).max().unwrap_or_default();
+        Ok(Response::new(pb::RecordEventsResponse { last_event_seq }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    async fn trim_turn(
+        &self,
+        request: Request<pb::TrimTurnRequest>,
+    ) -> Result<Response<pb::AppendTurnsResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.session_id, "session_id")?;
+        required(&req.user_id, "user_id")?;
+        required(&req.request_id, "request_id")?;
+        let session = self.hot.get(&req.session_id).await.map_err(hot_status)?;
+        let conversation = self
+            .hot
+            .conversation(&session.conversation_id, &req.user_id)
+            .await
+            .map_err(hot_status)?;
+        let turn = conversation
+            .turns
+            .iter()
+            .rev()
+            .find(|t| t.request_id == req.request_id)
+            .ok_or_else(|| ErrorKind::NotFound.status("no exchange with that request_id"))?;
+        let heard: String =
+            turn.assistant_text.chars().take(req.assistant_chars as usize).collect();
         let turn_count = self
             .hot
-            .append(&req.session_id, &req.user_id, &turns)
+            .trim(&req.session_id, &req.user_id, &req.request_id, &heard)
             .await
             .map_err(hot_status)?;
         Ok(Response::new(pb::AppendTurnsResponse { turn_count }))

@@ -14,6 +14,7 @@ use crate::cold::MemoryColdStore;
 use crate::config::Config;
 use crate::hot::HotStore;
 use crate::service::SessionService;
+use crate::signals::Signals;
 
 /// A built session-service, listening but not yet serving.
 pub struct Application {
@@ -30,12 +31,13 @@ impl Application {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2);
-        let redis = ConnectionManager::new_with_config(client, manager_config)
+        let redis = ConnectionManager::new_with_config(client.clone(), manager_config)
             .await
             .context("connecting to Redis")?;
         let hot = HotStore::new(redis, config.ttl);
         hot.ping().await.context("pinging Redis")?;
-        let service = SessionService::new(hot, Arc::new(MemoryColdStore::default()));
+        let signals = Signals::start(client).await.context("subscribing to session signals")?;
+        let service = SessionService::new(hot, Arc::new(MemoryColdStore::default()), signals);
 
         let listener = TcpListener::bind(config.grpc_addr)
             .await
@@ -45,9 +47,7 @@ impl Application {
 
     /// The bound address (useful when the configured port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then drains.

@@ -49,16 +49,11 @@ impl Config {
         let defaults = SegmenterConfig::default();
         let energy_threshold = env.parse("VAD_ENERGY_THRESHOLD", defaults.energy_threshold);
         let silence_ms = env.parse("VAD_SILENCE_MS", defaults.silence_ms);
-        let max_utterance_seconds = env.parse(
-            "STT_MAX_UTTERANCE_SECONDS",
-            defaults.max_utterance_ms / 1000,
-        );
+        let max_utterance_seconds =
+            env.parse("STT_MAX_UTTERANCE_SECONDS", defaults.max_utterance_ms / 1000);
 
         env.check(model_path.is_file(), || {
-            format!(
-                "WHISPER_MODEL_PATH={}: no such file (run `make model`)",
-                model_path.display()
-            )
+            format!("WHISPER_MODEL_PATH={}: no such file (run `make model`)", model_path.display())
         });
         env.check(workers >= 1, || "STT_WORKERS must be at least 1".to_owned());
         env.check(threads >= 1, || "STT_THREADS must be at least 1".to_owned());
@@ -68,19 +63,16 @@ impl Config {
         env.check((0.0..=1.0).contains(&confidence_threshold), || {
             "STT_CONFIDENCE_THRESHOLD must be between 0 and 1".to_owned()
         });
-        env.check(energy_threshold >= 0.0, || {
-            "VAD_ENERGY_THRESHOLD must not be negative".into()
-        });
+        env.check(energy_threshold >= 0.0, || "VAD_ENERGY_THRESHOLD must not be negative".into());
         env.check((100..=10_000).contains(&silence_ms), || {
             "VAD_SILENCE_MS must be between 100 and 10000".to_owned()
         });
         env.check((1..=30).contains(&max_utterance_seconds), || {
             "STT_MAX_UTTERANCE_SECONDS must be between 1 and 30 (whisper's window)".to_owned()
         });
-        env.check(
-            language == "auto" || whisper_rs::get_lang_id(&language).is_some(),
-            || format!("STT_LANGUAGE={language:?}: not a whisper language code"),
-        );
+        env.check(language == "auto" || whisper_rs::get_lang_id(&language).is_some(), || {
+            format!("STT_LANGUAGE={language:?}: not a whisper language code")
+        });
         env.finish()?;
         Ok(Self {
             grpc_addr,

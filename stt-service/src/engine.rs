@@ -44,9 +44,7 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("threads", &self.threads)
-            .finish_non_exhaustive()
+        f.debug_struct("Engine").field("threads", &self.threads).finish_non_exhaustive()
     }
 }
 
@@ -121,9 +119,7 @@ impl Engine {
             params.set_language(Some(&self.language));
         }
 
-        state
-            .full(params, &audio)
-            .context("whisper inference failed")?;
+        state.full(params, &audio).context("whisper inference failed")?;
 
         let eot = self.context.token_eot();
         let mut text = String::new();
@@ -144,19 +140,13 @@ impl Engine {
             }
         }
         let language = if self.language == "auto" {
-            whisper_rs::get_lang_str(state.full_lang_id_from_state())
-                .unwrap_or("en")
-                .to_owned()
+            whisper_rs::get_lang_str(state.full_lang_id_from_state()).unwrap_or("en").to_owned()
         } else {
             self.language.clone()
         };
         Ok(Transcript {
             text: text.trim().to_owned(),
-            confidence: if tokens == 0 {
-                0.0
-            } else {
-                probability_sum / tokens as f32
-            },
+            confidence: if tokens == 0 { 0.0 } else { probability_sum / tokens as f32 },
             no_speech,
             language,
             inference_ms: started.elapsed().as_millis() as u32,

@@ -23,12 +23,8 @@ impl Application {
     /// Loads the whisper model and binds the gRPC listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
-        let (path, workers, threads, language) = (
-            config.model_path.clone(),
-            config.workers,
-            config.threads,
-            config.language.clone(),
-        );
+        let (path, workers, threads, language) =
+            (config.model_path.clone(), config.workers, config.threads, config.language.clone());
         let engine =
             tokio::task::spawn_blocking(move || Engine::load(&path, workers, threads, &language))
                 .await
@@ -48,17 +44,12 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding STT_GRPC_ADDR {}", config.grpc_addr))?;
-        Ok(Self {
-            listener,
-            service: SttService::new(Arc::new(engine), settings),
-        })
+        Ok(Self { listener, service: SttService::new(Arc::new(engine), settings) })
     }
 
     /// The bound address (useful when the configured port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then drains.

@@ -53,12 +53,8 @@ pub async fn run<S>(
     tracing::Span::current().record("session_id", session_id.as_str());
 
     let (work_tx, work_rx) = mpsc::channel::<(u32, Utterance)>(PENDING_UTTERANCES);
-    let worker = tokio::spawn(transcribe_in_order(
-        engine,
-        settings.clone(),
-        work_rx,
-        events.clone(),
-    ));
+    let worker =
+        tokio::spawn(transcribe_in_order(engine, settings.clone(), work_rx, events.clone()));
 
     let mut segmenter = Segmenter::new(settings.segmenter.clone());
     let mut found = Vec::new();
@@ -100,9 +96,7 @@ pub async fn run<S>(
             Some(Message::Flush(_)) => segmenter.flush(&mut found),
             Some(Message::Config(_)) => {
                 let _ = events
-                    .send(Err(
-                        ErrorKind::InvalidArgument.status("config may only be sent first")
-                    ))
+                    .send(Err(ErrorKind::InvalidArgument.status("config may only be sent first")))
                     .await;
                 break;
             }
@@ -185,10 +179,7 @@ async fn transcribe_in_order(
 ) {
     while let Some((utterance_id, utterance)) = work.recv().await {
         let event = judge(&engine, &settings, utterance).await;
-        let event = TranscribeEvent {
-            utterance_id,
-            event: Some(event),
-        };
+        let event = TranscribeEvent { utterance_id, event: Some(event) };
         if events.send(Ok(event)).await.is_err() {
             return;
         }
@@ -223,11 +214,7 @@ async fn judge(engine: &Arc<Engine>, settings: &StreamSettings, utterance: Utter
         Ok(transcript) => transcript,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "transcription failed");
-            return reject(
-                pb::RejectReason::Unspecified,
-                "recogniser failed".into(),
-                0.0,
-            );
+            return reject(pb::RejectReason::Unspecified, "recogniser failed".into(), 0.0);
         }
     };
     tracing::info!(

@@ -83,15 +83,8 @@ pub struct Utterance {
 
 #[derive(Debug)]
 enum State {
-    Idle {
-        voiced_run: u32,
-    },
-    Speaking {
-        silence_run_ms: u32,
-        speech_frames: u32,
-        voiced_energy: f64,
-        voiced_frames: u32,
-    },
+    Idle { voiced_run: u32 },
+    Speaking { silence_run_ms: u32, speech_frames: u32, voiced_energy: f64, voiced_frames: u32 },
 }
 
 /// Per-stream segmentation state. Allocates only when audio is kept.
@@ -187,12 +180,7 @@ impl Segmenter {
                     };
                 }
             }
-            State::Speaking {
-                silence_run_ms,
-                speech_frames,
-                voiced_energy,
-                voiced_frames,
-            } => {
+            State::Speaking { silence_run_ms, speech_frames, voiced_energy, voiced_frames } => {
                 self.current.extend_from_slice(frame);
                 if voiced {
                     *speech_frames += 1 + *silence_run_ms / FRAME_MS;
@@ -213,12 +201,8 @@ impl Segmenter {
     }
 
     fn finish(&mut self, reason: EndReason, out: &mut Vec<SegmentEvent>) {
-        let State::Speaking {
-            silence_run_ms,
-            speech_frames,
-            voiced_energy,
-            voiced_frames,
-        } = self.state
+        let State::Speaking { silence_run_ms, speech_frames, voiced_energy, voiced_frames } =
+            self.state
         else {
             return;
         };
@@ -254,12 +238,7 @@ pub fn decode_pcm(bytes: &[u8]) -> Option<Vec<i16>> {
     if !bytes.len().is_multiple_of(2) {
         return None;
     }
-    Some(
-        bytes
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect(),
-    )
+    Some(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
 }
 
 #[cfg(test)]
@@ -293,9 +272,7 @@ mod tests {
             let events = run(&mut segmenter, &pcm, chunk);
             assert_eq!(events.len(), 2, "chunk {chunk}: {events:?}");
             assert_eq!(events[0], SegmentEvent::SpeechStarted { offset_ms: 500 });
-            let SegmentEvent::Utterance(u) = &events[1] else {
-                panic!("no utterance")
-            };
+            let SegmentEvent::Utterance(u) = &events[1] else { panic!("no utterance") };
             assert_eq!(u.reason, EndReason::Silence);
             assert_eq!(u.speech_ms, 1500, "chunk {chunk}");
             // Pre-roll 300 ms + speech 1500 ms + tail 200 ms.
@@ -312,10 +289,8 @@ mod tests {
         pcm.extend(tone(900, 0.0));
         let mut segmenter = Segmenter::new(SegmenterConfig::default());
         let events = run(&mut segmenter, &pcm, 640);
-        let utterances: Vec<_> = events
-            .iter()
-            .filter(|e| matches!(e, SegmentEvent::Utterance(_)))
-            .collect();
+        let utterances: Vec<_> =
+            events.iter().filter(|e| matches!(e, SegmentEvent::Utterance(_))).collect();
         assert_eq!(utterances.len(), 1, "{events:?}");
     }
 
@@ -330,10 +305,7 @@ mod tests {
 
     #[test]
     fn long_speech_is_cut_at_the_maximum() {
-        let config = SegmenterConfig {
-            max_utterance_ms: 2000,
-            ..SegmenterConfig::default()
-        };
+        let config = SegmenterConfig { max_utterance_ms: 2000, ..SegmenterConfig::default() };
         let mut segmenter = Segmenter::new(config);
         let events = run(&mut segmenter, &tone(5000, 8000.0), 320);
         let cuts = events
@@ -349,9 +321,7 @@ mod tests {
         let mut segmenter = Segmenter::new(SegmenterConfig::default());
         let mut events = run(&mut segmenter, &tone(1210, 8000.0), 500);
         segmenter.flush(&mut events);
-        let Some(SegmentEvent::Utterance(u)) = events.last() else {
-            panic!("{events:?}")
-        };
+        let Some(SegmentEvent::Utterance(u)) = events.last() else { panic!("{events:?}") };
         assert_eq!(u.reason, EndReason::Flush);
         assert_eq!(u.samples.len(), 1210 * 16);
         let mut none = Vec::new();

@@ -62,9 +62,7 @@ pub struct BackendTokens {
 
 impl std::fmt::Debug for BackendTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendTokens")
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
+        f.debug_struct("BackendTokens").field("ttl", &self.ttl).finish_non_exhaustive()
     }
 }
 
@@ -91,14 +89,7 @@ impl BackendTokens {
 
     /// A token for the voice socket of one session, valid for `ttl`.
     pub fn issue_session(&self, sub: &str, session_id: &str, ttl: Duration) -> String {
-        self.issue(
-            sub,
-            "",
-            Vec::new(),
-            "session",
-            Some(session_id.to_owned()),
-            ttl,
-        )
+        self.issue(sub, "", Vec::new(), "session", Some(session_id.to_owned()), ttl)
     }
 
     fn issue(
@@ -157,10 +148,7 @@ mod tests {
     use super::*;
 
     fn tokens(ttl: u64) -> BackendTokens {
-        BackendTokens::new(
-            &SecretString::from("x".repeat(32)),
-            Duration::from_secs(ttl),
-        )
+        BackendTokens::new(&SecretString::from("x".repeat(32)), Duration::from_secs(ttl))
     }
 
     #[test]
@@ -168,10 +156,7 @@ mod tests {
         let t = tokens(60);
         let token = t.issue_access("u1", "a@example.com", vec![]);
         let claims = t.verify_access(&token).unwrap();
-        assert_eq!(
-            (claims.sub.as_str(), claims.token_use.as_str()),
-            ("u1", "access")
-        );
+        assert_eq!((claims.sub.as_str(), claims.token_use.as_str()), ("u1", "access"));
     }
 
     #[test]
@@ -179,10 +164,7 @@ mod tests {
         let t = tokens(60);
         let token = t.issue_session("u1", "s1", Duration::from_secs(60));
         assert_eq!(t.verify(&token).unwrap().sid.as_deref(), Some("s1"));
-        assert!(matches!(
-            t.verify_access(&token),
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(t.verify_access(&token), Err(AuthError::Invalid(_))));
     }
 
     #[test]

@@ -62,10 +62,7 @@ pub fn sign(claims: &serde_json::Value) -> anyhow::Result<String> {
 /// Signs arbitrary claims with the development key under another `kid`.
 pub fn sign_with_kid(claims: &serde_json::Value, kid: &str) -> anyhow::Result<String> {
     let key = EncodingKey::from_rsa_pem(PRIVATE_KEY_PEM.as_bytes())?;
-    let header = Header {
-        kid: Some(kid.to_owned()),
-        ..Header::new(Algorithm::RS256)
-    };
+    let header = Header { kid: Some(kid.to_owned()), ..Header::new(Algorithm::RS256) };
     Ok(jsonwebtoken::encode(&header, claims, &key)?)
 }
 

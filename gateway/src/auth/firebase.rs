@@ -71,12 +71,7 @@ struct Cached {
 impl RemoteCerts {
     /// Certificates from `url`, fetched on first use.
     pub fn new(http: reqwest::Client, url: impl Into<String>) -> Self {
-        Self {
-            http,
-            url: url.into(),
-            cache: RwLock::new(None),
-            fetching: Mutex::new(None),
-        }
+        Self { http, url: url.into(), cache: RwLock::new(None), fetching: Mutex::new(None) }
     }
 
     async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, AuthError> {
@@ -90,22 +85,15 @@ impl RemoteCerts {
         }
         // Fresh certificates without this kid: refetch only if we haven't just done so, so a
         // stream of forged kids cannot turn into a stream of fetches.
-        let fresh = self
-            .cache
-            .read()
-            .await
-            .as_ref()
-            .is_some_and(|c| c.expires_at > Instant::now());
+        let fresh = self.cache.read().await.as_ref().is_some_and(|c| c.expires_at > Instant::now());
         if fresh && last_fetch.is_some_and(|at| at.elapsed() < MIN_REFETCH_INTERVAL) {
             return Ok(None);
         }
         let (keys, ttl) = self.fetch().await?;
         *last_fetch = Some(Instant::now());
         let key = keys.get(kid).cloned();
-        *self.cache.write().await = Some(Cached {
-            keys: Arc::new(keys),
-            expires_at: Instant::now() + ttl,
-        });
+        *self.cache.write().await =
+            Some(Cached { keys: Arc::new(keys), expires_at: Instant::now() + ttl });
         Ok(key)
     }
 
@@ -137,16 +125,10 @@ impl RemoteCerts {
             .and_then(|v| v.to_str().ok())
             .and_then(max_age)
             .unwrap_or(DEFAULT_CERT_TTL);
-        let pems: HashMap<String, String> = response
-            .json()
-            .await
-            .map_err(|e| unavailable(e.without_url().to_string()))?;
+        let pems: HashMap<String, String> =
+            response.json().await.map_err(|e| unavailable(e.without_url().to_string()))?;
         let keys = parse_certificates(&pems).map_err(unavailable)?;
-        tracing::info!(
-            keys = keys.len(),
-            ttl_s = ttl.as_secs(),
-            "fetched signing certificates"
-        );
+        tracing::info!(keys = keys.len(), ttl_s = ttl.as_secs(), "fetched signing certificates");
         Ok((keys, ttl))
     }
 }
@@ -181,10 +163,7 @@ pub struct FirebaseVerifier {
 impl FirebaseVerifier {
     /// A verifier for `project_id` with certificates from `source`.
     pub fn new(project_id: impl Into<String>, source: CertSource) -> Self {
-        Self {
-            project_id: project_id.into(),
-            source,
-        }
+        Self { project_id: project_id.into(), source }
     }
 
     /// The token's identity, or why it is not acceptable.
@@ -192,14 +171,9 @@ impl FirebaseVerifier {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("malformed token".into()))?;
         if header.alg != Algorithm::RS256 {
-            return Err(AuthError::Invalid(format!(
-                "algorithm {:?} not allowed",
-                header.alg
-            )));
+            return Err(AuthError::Invalid(format!("algorithm {:?} not allowed", header.alg)));
         }
-        let kid = header
-            .kid
-            .ok_or_else(|| AuthError::Invalid("missing kid".into()))?;
+        let kid = header.kid.ok_or_else(|| AuthError::Invalid("missing kid".into()))?;
         let key = match &self.source {
             CertSource::Static(keys) => keys.get(&kid).cloned(),
             CertSource::Remote(remote) => remote.key(&kid).await?,
@@ -208,10 +182,7 @@ impl FirebaseVerifier {
 
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&[&self.project_id]);
-        validation.set_issuer(&[format!(
-            "https://securetoken.google.com/{}",
-            self.project_id
-        )]);
+        validation.set_issuer(&[format!("https://securetoken.google.com/{}", self.project_id)]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "aud", "iss"]);
         validation.leeway = CLOCK_SKEW.as_secs();
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)?.claims;
@@ -228,11 +199,7 @@ impl FirebaseVerifier {
             Some(_) => return Err(AuthError::Invalid("authenticated in the future".into())),
             None => return Err(AuthError::Invalid("missing auth_time".into())),
         }
-        Ok(FirebaseIdentity {
-            uid: claims.sub,
-            email: claims.email,
-            display_name: claims.name,
-        })
+        Ok(FirebaseIdentity { uid: claims.sub, email: claims.email, display_name: claims.name })
     }
 }
 
@@ -283,10 +250,7 @@ mod tests {
                 "expired",
             ),
             (serde_json::json!({"aud": "other"}), "audience"),
-            (
-                serde_json::json!({"iss": "https://securetoken.google.com/other"}),
-                "issuer",
-            ),
+            (serde_json::json!({"iss": "https://securetoken.google.com/other"}), "issuer"),
             (serde_json::json!({"sub": ""}), "sub"),
             (serde_json::json!({"sub": "x".repeat(129)}), "sub"),
             (serde_json::json!({"iat": now + 3600}), "future"),
@@ -310,34 +274,19 @@ mod tests {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let body = b64.encode(claims(serde_json::json!({})).to_string());
         let none = format!("{}.{body}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#));
-        assert!(matches!(
-            verifier().verify(&none).await,
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(verifier().verify(&none).await, Err(AuthError::Invalid(_))));
 
         let hs = jsonwebtoken::encode(
-            &jsonwebtoken::Header {
-                kid: Some(dev::KID.into()),
-                ..Default::default()
-            },
+            &jsonwebtoken::Header { kid: Some(dev::KID.into()), ..Default::default() },
             &claims(serde_json::json!({})),
             &jsonwebtoken::EncodingKey::from_secret(b"secret"),
         )
         .unwrap();
-        assert!(matches!(
-            verifier().verify(&hs).await,
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(verifier().verify(&hs).await, Err(AuthError::Invalid(_))));
 
         let unknown = dev::sign_with_kid(&claims(serde_json::json!({})), "other-kid").unwrap();
-        assert!(matches!(
-            verifier().verify(&unknown).await,
-            Err(AuthError::Invalid(_))
-        ));
-        assert!(matches!(
-            verifier().verify("garbage").await,
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(verifier().verify(&unknown).await, Err(AuthError::Invalid(_))));
+        assert!(matches!(verifier().verify("garbage").await, Err(AuthError::Invalid(_))));
     }
 
     #[test]

@@ -63,11 +63,7 @@ pub async fn token_exchange(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenExchangeRequest>,
 ) -> Result<ApiOk<TokenExchangeResponse>, ApiError> {
-    let identity = state
-        .firebase
-        .verify(body.firebase_token.trim())
-        .await
-        .map_err(auth_error)?;
+    let identity = state.firebase.verify(body.firebase_token.trim()).await.map_err(auth_error)?;
     tracing::Span::current().record("user_id", identity.uid.as_str());
     let mut sessions = state.sessions.clone();
     let user = sessions
@@ -79,19 +75,14 @@ pub async fn token_exchange(
         .await?
         .into_inner();
     let children = sessions
-        .list_children(state.request(pb::ListChildrenRequest {
-            user_id: user.uid.clone(),
-        }))
+        .list_children(state.request(pb::ListChildrenRequest { user_id: user.uid.clone() }))
         .await?
         .into_inner()
         .children;
     let children: Vec<ChildSummary> = children.into_iter().filter_map(child_summary).collect();
     let claims = children
         .iter()
-        .map(|c| ChildClaim {
-            child_id: c.child_id.clone(),
-            permission: c.permission.to_owned(),
-        })
+        .map(|c| ChildClaim { child_id: c.child_id.clone(), permission: c.permission.to_owned() })
         .collect();
     let token = state.tokens.issue_access(&user.uid, &user.email, claims);
     tracing::info!(children = children.len(), "token exchanged");

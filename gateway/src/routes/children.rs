@@ -53,10 +53,7 @@ pub async fn create_child(
         ));
     }
     if !(-1..=12).contains(&body.grade_level) {
-        return Err(ApiError::validation(
-            "grade_level",
-            "grade_level must be between -1 and 12",
-        ));
+        return Err(ApiError::validation("grade_level", "grade_level must be between -1 and 12"));
     }
     let access = state
         .sessions
@@ -68,11 +65,7 @@ pub async fn create_child(
         }))
         .await?
         .into_inner();
-    let created_at = access
-        .child
-        .as_ref()
-        .map(|c| c.created_at_ms)
-        .unwrap_or_default();
+    let created_at = access.child.as_ref().map(|c| c.created_at_ms).unwrap_or_default();
     let summary = child_summary(access)
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "internal error"))?;
     Ok(ApiOk(StatusCode::CREATED, child_view(summary, created_at)))
@@ -87,20 +80,14 @@ pub async fn list_children(
     let children = state
         .sessions
         .clone()
-        .list_children(state.request(pb::ListChildrenRequest {
-            user_id: user.sub.clone(),
-        }))
+        .list_children(state.request(pb::ListChildrenRequest { user_id: user.sub.clone() }))
         .await?
         .into_inner()
         .children;
     let views = children
         .into_iter()
         .filter_map(|access| {
-            let created_at = access
-                .child
-                .as_ref()
-                .map(|c| c.created_at_ms)
-                .unwrap_or_default();
+            let created_at = access.child.as_ref().map(|c| c.created_at_ms).unwrap_or_default();
             child_summary(access).map(|summary| child_view(summary, created_at))
         })
         .collect();

@@ -20,10 +20,6 @@ pub struct Health {
 pub async fn health() -> ApiOk<Health> {
     ApiOk(
         StatusCode::OK,
-        Health {
-            status: "healthy",
-            service: "gateway",
-            version: env!("CARGO_PKG_VERSION"),
-        },
+        Health { status: "healthy", service: "gateway", version: env!("CARGO_PKG_VERSION") },
     )
 }

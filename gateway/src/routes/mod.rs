@@ -25,10 +25,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::new(ErrorCode::TokenInvalid, "missing bearer token"))?;
@@ -42,10 +39,9 @@ impl FromRequestParts<AppState> for AuthUser {
 pub fn auth_error(err: AuthError) -> ApiError {
     match err {
         AuthError::Expired => ApiError::new(ErrorCode::TokenExpired, "the token has expired"),
-        AuthError::Invalid(reason) => ApiError::new(
-            ErrorCode::TokenInvalid,
-            format!("the token is not valid: {reason}"),
-        ),
+        AuthError::Invalid(reason) => {
+            ApiError::new(ErrorCode::TokenInvalid, format!("the token is not valid: {reason}"))
+        }
         AuthError::CertificatesUnavailable(reason) => {
             tracing::error!(%reason, "cannot fetch signing certificates");
             ApiError::new(

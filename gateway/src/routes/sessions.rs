@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use blob_proto::session::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -47,8 +47,10 @@ pub struct SessionView {
     pub created_at: String,
     /// RFC 3339 UTC.
     pub expires_at: String,
-    /// `created`, `discovered` or `resumed`.
+    /// `created`, `discovered` or `resumed` (`ended` after `/end`).
     pub outcome: &'static str,
+    /// Paused: audio is ignored until resumed.
+    pub paused: bool,
 }
 
 /// Returns the child's active session, resumes its suspended one, or creates a new one.
@@ -63,10 +65,7 @@ pub async fn open_session(
     }
     let mode = body.mode.unwrap_or_else(|| "conversation".to_owned());
     if mode != "conversation" {
-        return Err(ApiError::validation(
-            "mode",
-            "mode must be \"conversation\"",
-        ));
+        return Err(ApiError::validation("mode", "mode must be \"conversation\""));
     }
     let response = state
         .sessions
@@ -78,9 +77,8 @@ pub async fn open_session(
         }))
         .await?
         .into_inner();
-    let session = response
-        .session
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "internal error"))?;
+    let session =
+        response.session.ok_or_else(|| ApiError::new(ErrorCode::Internal, "internal error"))?;
     if session.user_id != user.sub {
         // The child's live session was opened by another parent of the same family.
         return Err(ApiError::new(
@@ -111,13 +109,8 @@ pub fn state_name(session: &pb::Session) -> &'static str {
 fn session_view(state: &AppState, session: pb::Session, outcome: &'static str) -> SessionView {
     let token_ttl = Duration::from_secs(u64::from(session.ttl_seconds));
     SessionView {
-        session_token: state
-            .tokens
-            .issue_session(&session.user_id, &session.session_id, token_ttl),
-        ws_url: format!(
-            "{}?session_id={}",
-            state.config.public_ws_url, session.session_id
-        ),
+        session_token: state.tokens.issue_session(&session.user_id, &session.session_id, token_ttl),
+        ws_url: format!("{}?session_id={}", state.config.public_ws_url, session.session_id),
         state: state_name(&session),
         created_at: rfc3339_ms(session.created_at_ms),
         expires_at: rfc3339_ms(session.expires_at_ms),
@@ -128,5 +121,105 @@ fn session_view(state: &AppState, session: pb::Session, outcome: &'static str) -
         ttl_seconds: session.ttl_seconds,
         reconnect_window_seconds: session.reconnect_window_seconds,
         outcome,
+        paused: session.paused,
+    }
+}
+
+/// `GET /api/v1/sessions/{id}`: the caller's active or suspended session.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, session_id = %session_id))]
+pub async fn get_session(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(session_id): Path<String>,
+) -> Result<ApiOk<SessionView>, ApiError> {
+    let session = owned_session(&state, &user.sub, &session_id).await?;
+    Ok(ApiOk(StatusCode::OK, session_view(&state, session, "discovered")))
+}
+
+/// `POST /api/v1/sessions/{id}/pause`: the live socket, wherever it is, stops listening.
+pub async fn pause_session(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(session_id): Path<String>,
+) -> Result<ApiOk<SessionView>, ApiError> {
+    set_paused(&state, &user.sub, &session_id, true).await
+}
+
+/// `POST /api/v1/sessions/{id}/resume`: the live socket listens again.
+pub async fn resume_session(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(session_id): Path<String>,
+) -> Result<ApiOk<SessionView>, ApiError> {
+    set_paused(&state, &user.sub, &session_id, false).await
+}
+
+/// `POST /api/v1/sessions/{id}/end`: archives the session; its socket closes with 1000.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, session_id = %session_id))]
+pub async fn end_session(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(session_id): Path<String>,
+) -> Result<ApiOk<SessionView>, ApiError> {
+    owned_session(&state, &user.sub, &session_id).await?;
+    let ended = state
+        .sessions
+        .clone()
+        .end_session(state.request(pb::SessionRef {
+            session_id: session_id.clone(),
+            user_id: user.sub.clone(),
+            epoch: 0,
+        }))
+        .await
+        .map_err(not_found_for_others)?
+        .into_inner();
+    Ok(ApiOk(StatusCode::OK, session_view(&state, ended, "ended")))
+}
+
+#[tracing::instrument(skip(state), fields(user_id = %user_id))]
+async fn set_paused(
+    state: &AppState,
+    user_id: &str,
+    session_id: &str,
+    paused: bool,
+) -> Result<ApiOk<SessionView>, ApiError> {
+    let session = state
+        .sessions
+        .clone()
+        .set_paused(state.request(pb::SetPausedRequest {
+            session_id: session_id.to_owned(),
+            user_id: user_id.to_owned(),
+            paused,
+        }))
+        .await
+        .map_err(not_found_for_others)?
+        .into_inner();
+    Ok(ApiOk(StatusCode::OK, session_view(state, session, "discovered")))
+}
+
+/// The session, if it exists and belongs to `user_id`; another family's is reported missing.
+async fn owned_session(
+    state: &AppState,
+    user_id: &str,
+    session_id: &str,
+) -> Result<pb::Session, ApiError> {
+    let session = state
+        .sessions
+        .clone()
+        .get_session(state.request(pb::GetSessionRequest { session_id: session_id.to_owned() }))
+        .await?
+        .into_inner();
+    if session.user_id != user_id {
+        return Err(ApiError::new(ErrorCode::NotFound, "session not found"));
+    }
+    Ok(session)
+}
+
+/// Another user's session looks exactly like one that does not exist.
+fn not_found_for_others(status: tonic::Status) -> ApiError {
+    if status.code() == tonic::Code::PermissionDenied {
+        ApiError::new(ErrorCode::NotFound, "session not found")
+    } else {
+        ApiError::from(status)
     }
 }

@@ -82,11 +82,7 @@ impl<'a> AudioFrame<'a> {
         let sequence = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
         let mut thread = [0u8; 16];
         thread.copy_from_slice(&bytes[6..HEADER_LEN]);
-        Ok(Self {
-            sequence,
-            thread_id: uuid::Uuid::from_bytes(thread),
-            pcm,
-        })
+        Ok(Self { sequence, thread_id: uuid::Uuid::from_bytes(thread), pcm })
     }
 
     /// Encodes a frame (clients and tests).
@@ -110,14 +106,7 @@ mod tests {
         let thread = uuid::Uuid::new_v4();
         let bytes = AudioFrame::encode(7, thread, &[1, 0, 2, 0]);
         let frame = AudioFrame::parse(&bytes).unwrap();
-        assert_eq!(
-            frame,
-            AudioFrame {
-                sequence: 7,
-                thread_id: thread,
-                pcm: &[1, 0, 2, 0]
-            }
-        );
+        assert_eq!(frame, AudioFrame { sequence: 7, thread_id: thread, pcm: &[1, 0, 2, 0] });
     }
 
     #[test]
@@ -133,10 +122,7 @@ mod tests {
         let odd = AudioFrame::encode(1, uuid::Uuid::nil(), &[0; 3]);
         assert_eq!(AudioFrame::parse(&odd), Err(FrameError::OddPcm));
         let big = AudioFrame::encode(1, uuid::Uuid::nil(), &vec![0; MAX_PCM_BYTES + 2]);
-        assert_eq!(
-            AudioFrame::parse(&big),
-            Err(FrameError::TooLarge(MAX_PCM_BYTES + 2))
-        );
+        assert_eq!(AudioFrame::parse(&big), Err(FrameError::TooLarge(MAX_PCM_BYTES + 2)));
         let empty = AudioFrame::encode(1, uuid::Uuid::nil(), &[]);
         assert!(AudioFrame::parse(&empty).unwrap().pcm.is_empty());
     }

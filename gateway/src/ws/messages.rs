@@ -22,6 +22,14 @@ pub mod close {
     pub const SESSION_NOT_FOUND: u16 = 4002;
     /// The session belongs to another user.
     pub const USER_MISMATCH: u16 = 4003;
+    /// No sign of life from the client for the configured number of heartbeats.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4008;
+    /// A newer socket took this session over.
+    pub const TAKEN_OVER: u16 = 4009;
+    /// The client reads too slowly: its outbound queue stayed full.
+    pub const SLOW_CLIENT: u16 = 4408;
+    /// Too many messages per second.
+    pub const RATE_LIMITED: u16 = 4429;
 }
 
 /// `meta` of a message.
@@ -40,6 +48,9 @@ pub struct Meta {
     pub thread_id: Option<String>,
     /// RFC 3339 UTC.
     pub timestamp: String,
+    /// Per-session sequence number (absent on `audio_ack`, `ping` and `pong`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// One outbound message.
@@ -73,23 +84,110 @@ impl Stamp {
             request_id: request_id.map(str::to_owned),
             thread_id: thread_id.map(str::to_owned),
             timestamp: now_rfc3339(),
+            seq: None,
         }
     }
 
-    /// `session.created {session_id}`.
-    pub fn session_created(&self) -> Outbound {
+    /// `session.created {session_id, paused}`.
+    pub fn session_created(&self, paused: bool) -> Outbound {
         self.event(
             "session.created",
-            serde_json::json!({ "session_id": self.session_id }),
+            serde_json::json!({ "session_id": self.session_id, "paused": paused }),
         )
     }
 
-    /// `session.resumed {session_id, resumed_turns_count}`.
-    pub fn session_resumed(&self, turns: usize) -> Outbound {
+    /// `session.resumed {session_id, resumed_turns_count, paused, replayed, reason: "reconnected"}`.
+    pub fn session_resumed(&self, turns: usize, paused: bool, replayed: usize) -> Outbound {
         self.event(
             "session.resumed",
-            serde_json::json!({ "session_id": self.session_id, "resumed_turns_count": turns }),
+            serde_json::json!({
+                "session_id": self.session_id,
+                "resumed_turns_count": turns,
+                "paused": paused,
+                "replayed": replayed,
+                "reason": "reconnected",
+            }),
         )
+    }
+
+    /// `session.paused {session_id}`.
+    pub fn session_paused(&self) -> Outbound {
+        self.event("session.paused", serde_json::json!({ "session_id": self.session_id }))
+    }
+
+    /// `session.resumed {session_id, reason: "unpaused"}`.
+    pub fn session_unpaused(&self) -> Outbound {
+        self.event(
+            "session.resumed",
+            serde_json::json!({ "session_id": self.session_id, "reason": "unpaused" }),
+        )
+    }
+
+    /// `ai_response.chunk {text, index}`: one complete sentence of the reply.
+    pub fn ai_chunk(
+        &self,
+        text: &str,
+        index: u32,
+        request_id: &str,
+        thread_id: Option<&str>,
+    ) -> Outbound {
+        Outbound {
+            kind: "event",
+            action: "ai_response.chunk",
+            payload: serde_json::json!({ "text": text, "index": index }),
+            meta: self.meta(Some(request_id), thread_id),
+        }
+    }
+
+    /// `ai_response.cancelled {request_id, sent_text}`: barge-in stopped the reply.
+    pub fn ai_cancelled(&self, request_id: &str, sent_text: &str) -> Outbound {
+        Outbound {
+            kind: "event",
+            action: "ai_response.cancelled",
+            payload: serde_json::json!({ "request_id": request_id, "sent_text": sent_text }),
+            meta: self.meta(Some(request_id), None),
+        }
+    }
+
+    /// `audio_ack {sequence, buffer_state, lost_frames, reordered_frames}`.
+    pub fn audio_ack(
+        &self,
+        sequence: u32,
+        buffer_state: &str,
+        lost: u64,
+        reordered: u64,
+    ) -> Outbound {
+        Outbound {
+            kind: "event",
+            action: "audio_ack",
+            payload: serde_json::json!({
+                "sequence": sequence,
+                "buffer_state": buffer_state,
+                "lost_frames": lost,
+                "reordered_frames": reordered,
+            }),
+            meta: self.meta(None, None),
+        }
+    }
+
+    /// The server's heartbeat `ping`; answer with `pong`.
+    pub fn ping(&self) -> Outbound {
+        Outbound {
+            kind: "request",
+            action: "ping",
+            payload: serde_json::json!({}),
+            meta: self.meta(None, None),
+        }
+    }
+
+    /// A `response` to a client request.
+    pub fn response(
+        &self,
+        action: &'static str,
+        payload: serde_json::Value,
+        request_id: Option<&str>,
+    ) -> Outbound {
+        Outbound { kind: "response", action, payload, meta: self.meta(request_id, None) }
     }
 
     /// `conversation.state {state}`.
@@ -177,12 +275,20 @@ impl Stamp {
     }
 
     fn event(&self, action: &'static str, payload: serde_json::Value) -> Outbound {
-        Outbound {
-            kind: "event",
-            action,
-            payload,
-            meta: self.meta(None, None),
-        }
+        Outbound { kind: "event", action, payload, meta: self.meta(None, None) }
+    }
+}
+
+impl Outbound {
+    /// Whether the message is numbered and kept for replay (everything but the heartbeat and
+    /// acknowledgements).
+    pub fn replayable(&self) -> bool {
+        !matches!(self.action, "audio_ack" | "ping" | "pong")
+    }
+
+    /// Whether the message may be dropped when the client reads too slowly.
+    pub fn droppable(&self) -> bool {
+        self.action == "audio_ack"
     }
 }
 
@@ -220,31 +326,15 @@ mod tests {
 
     #[test]
     fn ai_response_has_the_seed_shape() {
-        let stamp = Stamp {
-            session_id: "s".into(),
-            conversation_id: "c".into(),
-        };
-        let tts = TtsHint {
-            voice: "v".into(),
-            speed: 1.0,
-            language: "en-IN".into(),
-        };
+        let stamp = Stamp { session_id: "s".into(), conversation_id: "c".into() };
+        let tts = TtsHint { voice: "v".into(), speed: 1.0, language: "en-IN".into() };
         let message = serde_json::to_value(stamp.ai_response("Hi!", &tts, "r", Some("t"))).unwrap();
         assert_eq!(message["type"], "response");
         assert_eq!(message["action"], "ai_response");
         assert_eq!(message["payload"]["text"], "Hi!");
         assert_eq!(message["payload"]["tts_hint"]["voice"], "v");
-        for key in [
-            "session_id",
-            "conversation_id",
-            "request_id",
-            "thread_id",
-            "timestamp",
-        ] {
-            assert!(
-                message["meta"][key].is_string(),
-                "meta.{key} missing: {message}"
-            );
+        for key in ["session_id", "conversation_id", "request_id", "thread_id", "timestamp"] {
+            assert!(message["meta"][key].is_string(), "meta.{key} missing: {message}");
         }
     }
 }

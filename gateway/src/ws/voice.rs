@@ -1,25 +1,32 @@
-//! One voice connection: admit the socket, pump audio to the stt-service, turn each final
-//! transcript into a reply from the llm-service, save each exchange, and suspend the session
-//! when the socket goes away.
+//! One voice connection: pump audio to the stt-service, turn each final transcript into a
+//! streamed reply from the llm-service, save each exchange, follow pause/resume and takeover
+//! signals, and suspend the session whenever the socket goes away.
 
 use std::collections::{HashMap, VecDeque};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use base64::Engine as _;
 use blob_proto::llm::v1 as llm;
 use blob_proto::session::v1 as session;
 use blob_proto::stt::v1 as stt;
 use blob_proto::stt::v1::transcribe_event::Event as SttEvent;
+use futures::StreamExt as _;
+use futures::stream::SplitStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Code;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Streaming};
 use tracing::Instrument as _;
 
-use super::frame::AudioFrame;
+use super::admission::{Admitted, admit};
+use super::frame::{AudioFrame, FrameError, MAX_PCM_BYTES};
+use super::limits::{Beat, Heartbeat, RateLimiter, heartbeat_interval};
 use super::messages::{Inbound, Outbound, Stamp, close};
-use crate::auth::AuthError;
+use super::outbox::{Outbox, SendError};
+use super::turn::{self, TurnUpdate};
 use crate::state::AppState;
 
 /// Largest WebSocket message accepted (a frame of 1 s of audio is 32 KiB).
@@ -29,7 +36,10 @@ const AUDIO_QUEUE: usize = 64;
 /// Earlier exchanges sent to the LLM with each new utterance.
 const HISTORY_EXCHANGES: usize = 10;
 
-/// `GET /ws/voice?token=…&session_id=…`: upgrades, then admits or closes with a code.
+/// Why the connection ends: `Some` closes with that code, `None` means the socket is gone.
+type Stop = Option<(u16, &'static str)>;
+
+/// `GET /ws/voice?token=…&session_id=…[&last_seq=…]`: upgrades, then admits or closes.
 pub async fn voice_socket(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -37,127 +47,74 @@ pub async fn voice_socket(
 ) -> Response {
     let span = tracing::info_span!(
         "ws.voice",
-        session_id = params
-            .get("session_id")
-            .map(String::as_str)
-            .unwrap_or_default(),
+        session_id = params.get("session_id").map(String::as_str).unwrap_or_default(),
         user_id = tracing::field::Empty,
     );
     // Held for the socket's whole life, so shutdown waits until its session is suspended.
     let live = state.sockets.token();
-    upgrade
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| {
+    upgrade.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES).on_upgrade(
+        move |socket| {
             async move {
                 handle(state, params, socket).await;
                 drop(live);
             }
             .instrument(span)
-        })
+        },
+    )
 }
 
 async fn handle(state: AppState, params: HashMap<String, String>, mut socket: WebSocket) {
-    let admitted = match admit(&state, &params).await {
-        Ok(admitted) => admitted,
+    match admit(&state, &params).await {
+        Ok(admitted) => {
+            tracing::Span::current().record("user_id", admitted.user_id.as_str());
+            let (sink, reader) = socket.split();
+            Connection::run(state, admitted, sink, reader).await;
+        }
         Err((code, reason)) => {
             tracing::info!(code, reason, "voice socket refused");
-            close_with(&mut socket, code, reason).await;
-            return;
+            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+            let _ = socket.send(Message::Close(Some(frame))).await;
         }
-    };
-    tracing::Span::current().record("user_id", admitted.user_id.as_str());
-    Connection::start(state, admitted, socket).await;
-}
-
-/// Who is connecting, to which session, with what history.
-struct Admitted {
-    user_id: String,
-    session: session::Session,
-    resumed: bool,
-    turns: Vec<session::ConversationTurn>,
-    child: llm::ChildProfile,
-}
-
-/// Checks the token and the session, in the documented order, and attaches the socket.
-async fn admit(
-    state: &AppState,
-    params: &HashMap<String, String>,
-) -> Result<Admitted, (u16, &'static str)> {
-    let token = params
-        .get("token")
-        .filter(|t| !t.is_empty())
-        .ok_or((close::POLICY, "missing token"))?;
-    let claims = state.tokens.verify(token).map_err(|err| match err {
-        AuthError::Expired => (close::TOKEN_EXPIRED, "token expired"),
-        _ => (close::POLICY, "invalid token"),
-    })?;
-    let session_id = params
-        .get("session_id")
-        .filter(|s| !s.is_empty())
-        .ok_or((close::SESSION_NOT_FOUND, "missing session_id"))?;
-    if claims.sid.as_ref().is_some_and(|sid| sid != session_id) {
-        return Err((close::POLICY, "token is for another session"));
     }
-    let downstream = |status: tonic::Status| match status.code() {
-        Code::NotFound => (close::SESSION_NOT_FOUND, "session not found"),
-        Code::PermissionDenied => (close::USER_MISMATCH, "session belongs to another user"),
-        _ => {
-            tracing::error!(%status, "session-service failed during admission");
-            (close::INTERNAL, "session service unavailable")
+}
+
+/// Everything the connection waits on.
+struct Sources {
+    reader: SplitStream<WebSocket>,
+    stt: Option<Streaming<stt::TranscribeEvent>>,
+    updates: mpsc::Receiver<TurnUpdate>,
+    signals: Option<Streaming<session::SessionSignal>>,
+    heartbeat: tokio::time::Interval,
+    shutdown: CancellationToken,
+}
+
+enum Input {
+    Shutdown,
+    Beat,
+    Socket(Option<Result<Message, axum::Error>>),
+    Stt(Result<Option<stt::TranscribeEvent>, tonic::Status>),
+    Update(TurnUpdate),
+    Signal(Result<Option<session::SessionSignal>, tonic::Status>),
+}
+
+impl Sources {
+    async fn next(&mut self) -> Input {
+        tokio::select! {
+            () = self.shutdown.cancelled() => Input::Shutdown,
+            _ = self.heartbeat.tick() => Input::Beat,
+            message = self.reader.next() => Input::Socket(message),
+            event = next_or_pending(&mut self.stt) => Input::Stt(event),
+            Some(update) = self.updates.recv() => Input::Update(update),
+            signal = next_or_pending(&mut self.signals) => Input::Signal(signal),
         }
-    };
-    let mut sessions = state.sessions.clone();
-    let stored = sessions
-        .get_session(state.request(session::GetSessionRequest {
-            session_id: session_id.clone(),
-        }))
-        .await
-        .map_err(downstream)?
-        .into_inner();
-    if stored.user_id != claims.sub {
-        return Err((close::USER_MISMATCH, "session belongs to another user"));
     }
-    let attached = sessions
-        .attach_session(state.request(session::AttachSessionRequest {
-            session_id: session_id.clone(),
-            user_id: claims.sub.clone(),
-        }))
-        .await
-        .map_err(downstream)?
-        .into_inner();
-    let session = attached
-        .session
-        .ok_or((close::INTERNAL, "session service answered nothing"))?;
-    let child = sessions
-        .get_child(state.request(session::GetChildRequest {
-            user_id: claims.sub.clone(),
-            child_id: session.child_id.clone(),
-        }))
-        .await
-        .map_err(downstream)?
-        .into_inner()
-        .child
-        .map(|c| llm::ChildProfile {
-            name: c.name,
-            grade_level: c.grade_level,
-        })
-        .unwrap_or_default();
-    Ok(Admitted {
-        user_id: claims.sub,
-        session,
-        resumed: attached.resumed,
-        turns: attached.turns,
-        child,
-    })
 }
 
-async fn close_with(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+async fn next_or_pending<T>(stream: &mut Option<Streaming<T>>) -> Result<Option<T>, tonic::Status> {
+    match stream {
+        Some(stream) => stream.message().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A final transcript waiting for, or getting, a reply.
@@ -168,201 +125,318 @@ struct Utterance {
     thread_id: Option<String>,
 }
 
-/// What a reply task reports back to its connection.
-enum TurnUpdate {
-    /// The first text of the reply exists.
-    Responding { request_id: String },
-    /// The reply is complete (or failed).
-    Done {
-        utterance: Utterance,
-        reply: Result<String, tonic::Status>,
-    },
+/// The reply in progress.
+struct ActiveTurn {
+    utterance: Utterance,
+    task: JoinHandle<()>,
+    /// Sentences sent so far, joined.
+    sent: String,
+    chunks: u32,
+    /// Characters the client reported hearing (`playback.progress`) before the reply was saved.
+    heard: Option<usize>,
+}
+
+/// Sequence tracking of incoming audio frames.
+#[derive(Debug, Default)]
+struct AudioSequence {
+    expected: Option<u32>,
+    lost: u64,
+    reordered: u64,
+}
+
+impl AudioSequence {
+    /// The number an unnumbered (legacy) chunk gets: the next one expected.
+    fn next(&self) -> u32 {
+        self.expected.unwrap_or(0)
+    }
 }
 
 /// The state of one admitted socket.
 struct Connection {
     state: AppState,
-    socket: WebSocket,
     stamp: Stamp,
     user_id: String,
+    epoch: u32,
     child: llm::ChildProfile,
-    /// Every exchange so far, oldest first.
     history: Vec<session::ConversationTurn>,
-    /// The thread id of the latest audio frame.
     thread_id: Option<String>,
-    /// Transcripts waiting for the reply in progress to finish.
+    paused: bool,
+    outbox: Outbox,
+    audio: Option<mpsc::Sender<stt::TranscribeRequest>>,
+    sequence: AudioSequence,
     waiting: VecDeque<Utterance>,
-    /// The reply in progress.
-    reply_task: Option<JoinHandle<()>>,
-    updates_tx: mpsc::Sender<TurnUpdate>,
+    active: Option<ActiveTurn>,
+    updates: mpsc::Sender<TurnUpdate>,
+    limiter: RateLimiter,
+    heartbeat: Heartbeat,
 }
 
 impl Connection {
-    async fn start(state: AppState, admitted: Admitted, socket: WebSocket) {
-        let (updates_tx, mut updates_rx) = mpsc::channel(8);
+    async fn run(
+        state: AppState,
+        admitted: Admitted,
+        sink: futures::stream::SplitSink<WebSocket, Message>,
+        reader: SplitStream<WebSocket>,
+    ) {
+        let settings = state.config.ws.clone();
+        let session_id = admitted.session.session_id.clone();
+        let outbox = Outbox::start(
+            sink,
+            settings.outbound_queue,
+            admitted.last_event_seq,
+            state.clone(),
+            session_id.clone(),
+            admitted.user_id.clone(),
+        );
+        let (updates, updates_rx) = mpsc::channel(16);
+        let mut sources = Sources {
+            reader,
+            stt: None,
+            updates: updates_rx,
+            signals: Some(admitted.signals),
+            heartbeat: heartbeat_interval(settings.heartbeat_interval),
+            shutdown: state.shutdown.clone(),
+        };
         let mut connection = Self {
-            stamp: Stamp {
-                session_id: admitted.session.session_id.clone(),
-                conversation_id: admitted.session.conversation_id.clone(),
-            },
-            state,
-            socket,
+            stamp: Stamp { session_id, conversation_id: admitted.session.conversation_id.clone() },
             user_id: admitted.user_id,
+            epoch: admitted.epoch,
             child: admitted.child,
             history: admitted.turns,
             thread_id: None,
+            paused: admitted.session.paused,
+            outbox,
+            audio: None,
+            sequence: AudioSequence::default(),
             waiting: VecDeque::new(),
-            reply_task: None,
-            updates_tx,
-        };
-        let hello = if admitted.resumed {
-            connection.stamp.session_resumed(connection.history.len())
-        } else {
-            connection.stamp.session_created()
+            active: None,
+            updates,
+            limiter: RateLimiter::new(settings.max_messages_per_second),
+            heartbeat: Heartbeat::new(settings.max_missed_pongs),
+            state,
         };
         tracing::info!(
             resumed = admitted.resumed,
+            epoch = admitted.epoch,
             turns = connection.history.len(),
+            paused = connection.paused,
             "voice socket open"
         );
-        let close_code = match connection.send(&hello).await {
-            Ok(()) => connection.run(&mut updates_rx).await,
-            Err(()) => None,
+        let stop = match connection.greet(admitted.resumed, admitted.replay, &mut sources).await {
+            Ok(()) => connection.serve(&mut sources).await,
+            Err(stop) => stop,
         };
-        connection.finish(close_code).await;
+        connection.finish(stop).await;
     }
 
-    /// The main loop; returns the close code to send, if the server is the one closing.
-    async fn run(&mut self, updates: &mut mpsc::Receiver<TurnUpdate>) -> Option<u16> {
-        let (audio_tx, audio_rx) = mpsc::channel::<stt::TranscribeRequest>(AUDIO_QUEUE);
-        let config = stt::TranscribeRequest {
-            message: Some(stt::transcribe_request::Message::Config(
-                stt::StreamConfig {
-                    sample_rate_hz: 16_000,
-                    language: String::new(),
-                    session_id: self.stamp.session_id.clone(),
-                },
-            )),
+    async fn greet(
+        &mut self,
+        resumed: bool,
+        replay: Vec<session::StoredEvent>,
+        sources: &mut Sources,
+    ) -> Result<(), Stop> {
+        let hello = if resumed {
+            self.stamp.session_resumed(self.history.len(), self.paused, replay.len())
+        } else {
+            self.stamp.session_created(self.paused)
         };
-        audio_tx.try_send(config).expect("a new channel has room");
-        let mut stt_client = self.state.stt.clone();
-        let mut stt_events = match stt_client.transcribe(ReceiverStream::new(audio_rx)).await {
-            Ok(response) => response.into_inner(),
+        self.send(hello).await?;
+        for event in replay {
+            self.outbox.send_raw(event.json).await.map_err(stop_for)?;
+        }
+        if !self.paused {
+            self.open_stt(sources).await?;
+        }
+        Ok(())
+    }
+
+    async fn serve(&mut self, sources: &mut Sources) -> Stop {
+        loop {
+            let input = sources.next().await;
+            if let Err(stop) = self.on_input(input, sources).await {
+                return stop;
+            }
+        }
+    }
+
+    async fn on_input(&mut self, input: Input, sources: &mut Sources) -> Result<(), Stop> {
+        match input {
+            Input::Shutdown => {
+                tracing::info!("gateway shutting down; closing the socket");
+                Err(Some((close::GOING_AWAY, "server restarting; reconnect")))
+            }
+            Input::Beat => match self.heartbeat.tick() {
+                Beat::TimedOut => Err(Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout"))),
+                Beat::Ping => self.send(self.stamp.ping()).await,
+            },
+            Input::Socket(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => Err(None),
+            Input::Socket(Some(Ok(message))) => {
+                self.heartbeat.alive();
+                match message {
+                    Message::Binary(bytes) => self.on_binary(&bytes).await,
+                    Message::Text(text) => self.on_text(&text, sources).await,
+                    _ => Ok(()),
+                }
+            }
+            Input::Stt(Ok(Some(event))) => self.on_stt_event(event).await,
+            Input::Stt(result) => self.on_stt_lost(result.err(), sources).await,
+            Input::Update(update) => self.on_update(update).await,
+            Input::Signal(Ok(Some(signal))) => self.on_signal(signal, sources).await,
+            Input::Signal(result) => {
+                tracing::warn!(error = ?result.err(), "session signals ended; pause and takeover now follow this socket only");
+                sources.signals = None;
+                Ok(())
+            }
+        }
+    }
+
+    // === audio ===
+
+    async fn on_binary(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+        match AudioFrame::parse(bytes) {
+            Ok(frame) => {
+                self.thread_id = Some(frame.thread_id.to_string());
+                self.on_audio(frame.sequence, frame.pcm).await
+            }
+            Err(FrameError::TooShort | FrameError::BadMagic(_))
+                if self.state.config.ws.legacy_binary =>
+            {
+                let sequence = self.sequence.next();
+                self.on_legacy_pcm(sequence, bytes, None).await
+            }
+            Err(err) => self.bad_input(err.code(), &err.to_string(), None).await,
+        }
+    }
+
+    /// PCM from a legacy client (raw binary or `audio_stream`), checked like a frame's.
+    async fn on_legacy_pcm(
+        &mut self,
+        sequence: u32,
+        pcm: &[u8],
+        request_id: Option<&str>,
+    ) -> Result<(), Stop> {
+        if pcm.len() > MAX_PCM_BYTES {
+            return self
+                .bad_input(
+                    FrameError::TooLarge(pcm.len()).code(),
+                    "audio chunk too large",
+                    request_id,
+                )
+                .await;
+        }
+        if !pcm.len().is_multiple_of(2) {
+            return self
+                .bad_input(FrameError::OddPcm.code(), "PCM has an odd number of bytes", request_id)
+                .await;
+        }
+        self.on_audio(sequence, pcm).await
+    }
+
+    async fn on_audio(&mut self, sequence: u32, pcm: &[u8]) -> Result<(), Stop> {
+        if self.paused {
+            return self.ack(sequence, "paused").await;
+        }
+        if let Some(expected) = self.sequence.expected {
+            if sequence < expected {
+                // A late frame would splice audio out of order: it is dropped and counted.
+                self.sequence.reordered += 1;
+                return self.ack(sequence, "late").await;
+            }
+            self.sequence.lost += u64::from(sequence - expected);
+        }
+        self.sequence.expected = Some(sequence.wrapping_add(1));
+        let Some(audio) = &self.audio else {
+            return Ok(());
+        };
+        let chunk = stt::TranscribeRequest {
+            message: Some(stt::transcribe_request::Message::Audio(stt::AudioChunk {
+                sequence,
+                pcm_s16le: pcm.to_vec(),
+            })),
+        };
+        if audio.send(chunk).await.is_err() {
+            return Ok(()); // The stt stream's end arrives as its own input.
+        }
+        let used = AUDIO_QUEUE - audio.capacity();
+        let buffer_state = if used < AUDIO_QUEUE / 2 { "ok" } else { "high" };
+        self.ack(sequence, buffer_state).await
+    }
+
+    async fn ack(&mut self, sequence: u32, buffer_state: &str) -> Result<(), Stop> {
+        let ack = self.stamp.audio_ack(
+            sequence,
+            buffer_state,
+            self.sequence.lost,
+            self.sequence.reordered,
+        );
+        self.send(ack).await
+    }
+
+    async fn open_stt(&mut self, sources: &mut Sources) -> Result<(), Stop> {
+        let (audio, rx) = mpsc::channel(AUDIO_QUEUE);
+        let config = stt::TranscribeRequest {
+            message: Some(stt::transcribe_request::Message::Config(stt::StreamConfig {
+                sample_rate_hz: 16_000,
+                language: String::new(),
+                session_id: self.stamp.session_id.clone(),
+            })),
+        };
+        audio.try_send(config).expect("a new channel has room");
+        match self.state.stt.clone().transcribe(ReceiverStream::new(rx)).await {
+            Ok(response) => {
+                self.audio = Some(audio);
+                self.sequence.expected = None;
+                sources.stt = Some(response.into_inner());
+                Ok(())
+            }
             Err(status) => {
                 tracing::error!(%status, "cannot open the speech stream");
-                let _ = self
-                    .send(&self.stamp.error(
-                        "STT_UNAVAILABLE",
-                        "speech recognition is unavailable",
-                        None,
-                    ))
-                    .await;
-                return Some(close::INTERNAL);
-            }
-        };
-
-        let shutdown = self.state.shutdown.clone();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => {
-                    tracing::info!("gateway shutting down; closing the socket");
-                    return Some(close::GOING_AWAY);
-                }
-                message = self.socket.recv() => match message {
-                    None | Some(Err(_)) => return None,
-                    Some(Ok(Message::Close(_))) => return None,
-                    Some(Ok(Message::Binary(bytes))) => {
-                        match AudioFrame::parse(&bytes) {
-                            Ok(frame) => {
-                                self.thread_id = Some(frame.thread_id.to_string());
-                                let chunk = stt::TranscribeRequest {
-                                    message: Some(stt::transcribe_request::Message::Audio(stt::AudioChunk {
-                                        sequence: frame.sequence,
-                                        pcm_s16le: frame.pcm.to_vec(),
-                                    })),
-                                };
-                                if audio_tx.send(chunk).await.is_err() {
-                                    return self.stt_lost("speech stream closed").await;
-                                }
-                            }
-                            Err(err) => {
-                                let message = self.stamp.error(err.code(), &err.to_string(), None);
-                                if self.send(&message).await.is_err() {
-                                    return None;
-                                }
-                            }
-                        }
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        if self.on_text(&text).await.is_err() {
-                            return None;
-                        }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                },
-                event = stt_events.message() => match event {
-                    Ok(Some(event)) => {
-                        if self.on_stt_event(event).await.is_err() {
-                            return None;
-                        }
-                    }
-                    Ok(None) => return self.stt_lost("speech stream ended").await,
-                    Err(status) => return self.stt_lost(&status.to_string()).await,
-                },
-                Some(update) = updates.recv() => {
-                    if self.on_update(update).await.is_err() {
-                        return None;
-                    }
-                }
+                self.stt_unavailable().await
             }
         }
     }
 
-    async fn stt_lost(&mut self, why: &str) -> Option<u16> {
-        tracing::error!(why, "speech stream lost");
-        let _ = self
-            .send(
-                &self
-                    .stamp
-                    .error("STT_UNAVAILABLE", "speech recognition is unavailable", None),
-            )
-            .await;
-        Some(close::INTERNAL)
-    }
-
-    async fn on_text(&mut self, text: &str) -> Result<(), ()> {
-        let inbound: Inbound = match serde_json::from_str(text) {
-            Ok(inbound) => inbound,
-            Err(err) => {
-                let message = format!("not a valid message: {err}");
-                return self
-                    .send(&self.stamp.error("INVALID_MESSAGE", &message, None))
-                    .await;
+    async fn on_stt_lost(
+        &mut self,
+        status: Option<tonic::Status>,
+        sources: &mut Sources,
+    ) -> Result<(), Stop> {
+        sources.stt = None;
+        self.audio = None;
+        match status {
+            Some(status) if status.code() == Code::ResourceExhausted => {
+                tracing::warn!(%status, "speech recognition busy");
+                self.send(self.stamp.error(
+                    "STT_BUSY",
+                    "speech recognition is busy; speak again soon",
+                    None,
+                ))
+                .await?;
+                self.open_stt(sources).await
             }
-        };
-        let request_id = inbound.meta.request_id.as_deref();
-        match (inbound.kind.as_str(), inbound.action.as_str()) {
-            ("request", "ping") => self.send(&self.stamp.pong(request_id)).await,
-            ("request", action) => {
-                let message = format!("unknown action {action:?}");
-                self.send(&self.stamp.error("UNKNOWN_ACTION", &message, request_id))
-                    .await
-            }
-            (kind, _) => {
-                let message = format!("clients send type \"request\", not {kind:?}");
-                self.send(&self.stamp.error("INVALID_MESSAGE", &message, request_id))
-                    .await
+            status => {
+                tracing::error!(?status, "speech stream lost");
+                self.stt_unavailable().await
             }
         }
     }
 
-    async fn on_stt_event(&mut self, event: stt::TranscribeEvent) -> Result<(), ()> {
+    async fn stt_unavailable(&mut self) -> Result<(), Stop> {
+        self.send(self.stamp.error("STT_UNAVAILABLE", "speech recognition is unavailable", None))
+            .await?;
+        Err(Some((close::INTERNAL, "service unavailable")))
+    }
+
+    async fn on_stt_event(&mut self, event: stt::TranscribeEvent) -> Result<(), Stop> {
         match event.event {
             Some(SttEvent::SpeechStarted(_)) => {
-                self.send(&self.stamp.state("LISTENING", None)).await
+                if self.active.is_some() {
+                    self.barge_in().await?;
+                }
+                self.send(self.stamp.state("LISTENING", None)).await
             }
             Some(SttEvent::SpeechEnded(_)) => {
-                self.send(&self.stamp.state("TRANSCRIBING", None)).await
+                self.send(self.stamp.state("TRANSCRIBING", None)).await
             }
             Some(SttEvent::FinalTranscript(transcript)) => {
                 let utterance = Utterance {
@@ -378,7 +452,7 @@ impl Connection {
                     &utterance.request_id,
                     utterance.thread_id.as_deref(),
                 );
-                self.send(&result).await?;
+                self.send(result).await?;
                 self.waiting.push_back(utterance);
                 self.start_next_reply().await
             }
@@ -389,12 +463,14 @@ impl Connection {
                     Ok(stt::RejectReason::Empty) => "empty",
                     _ => "unrecognised",
                 };
-                let message =
-                    self.stamp
-                        .stt_rejected(reason, rejected.duration_ms, rejected.confidence);
-                self.send(&message).await?;
-                if self.reply_task.is_none() {
-                    self.send(&self.stamp.state("IDLE", None)).await?;
+                self.send(self.stamp.stt_rejected(
+                    reason,
+                    rejected.duration_ms,
+                    rejected.confidence,
+                ))
+                .await?;
+                if self.active.is_none() {
+                    self.send(self.stamp.state("IDLE", None)).await?;
                 }
                 Ok(())
             }
@@ -402,25 +478,22 @@ impl Connection {
         }
     }
 
-    /// Starts a reply for the oldest waiting transcript, unless one is in progress.
-    async fn start_next_reply(&mut self) -> Result<(), ()> {
-        if self.reply_task.is_some() {
+    // === replies ===
+
+    async fn start_next_reply(&mut self) -> Result<(), Stop> {
+        if self.active.is_some() || self.paused {
             return Ok(());
         }
         let Some(utterance) = self.waiting.pop_front() else {
             return Ok(());
         };
-        self.send(&self.stamp.state("THINKING", Some(&utterance.request_id)))
-            .await?;
+        self.send(self.stamp.state("THINKING", Some(&utterance.request_id))).await?;
         let skip = self.history.len().saturating_sub(HISTORY_EXCHANGES);
         let history = self.history[skip..]
             .iter()
             .flat_map(|turn| {
                 [
-                    llm::Turn {
-                        role: llm::Role::User.into(),
-                        text: turn.user_text.clone(),
-                    },
+                    llm::Turn { role: llm::Role::User.into(), text: turn.user_text.clone() },
                     llm::Turn {
                         role: llm::Role::Assistant.into(),
                         text: turn.assistant_text.clone(),
@@ -435,37 +508,49 @@ impl Connection {
             history,
             user_text: utterance.text.clone(),
         };
-        let llm_client = self.state.llm.clone();
-        let updates = self.updates_tx.clone();
-        let span = tracing::info_span!("voice.turn", request_id = %utterance.request_id);
-        self.reply_task = Some(tokio::spawn(
-            async move {
-                let reply = generate(llm_client, request, &updates, &utterance.request_id).await;
-                let _ = updates.send(TurnUpdate::Done { utterance, reply }).await;
-            }
-            .instrument(span),
-        ));
+        let task = turn::spawn(self.state.llm.clone(), request, self.updates.clone());
+        self.active =
+            Some(ActiveTurn { utterance, task, sent: String::new(), chunks: 0, heard: None });
         Ok(())
     }
 
-    async fn on_update(&mut self, update: TurnUpdate) -> Result<(), ()> {
+    async fn on_update(&mut self, update: TurnUpdate) -> Result<(), Stop> {
         match update {
-            TurnUpdate::Responding { request_id } => {
-                self.send(&self.stamp.state("RESPONDING", Some(&request_id)))
-                    .await
+            TurnUpdate::Sentence { request_id, text } => {
+                let Some(active) =
+                    self.active.as_mut().filter(|a| a.utterance.request_id == request_id)
+                else {
+                    return Ok(()); // From a reply that was cancelled meanwhile.
+                };
+                let index = active.chunks;
+                active.chunks += 1;
+                if !active.sent.is_empty() {
+                    active.sent.push(' ');
+                }
+                active.sent.push_str(&text);
+                let thread = active.utterance.thread_id.clone();
+                if index == 0 {
+                    self.send(self.stamp.state("RESPONDING", Some(&request_id))).await?;
+                }
+                self.send(self.stamp.ai_chunk(&text, index, &request_id, thread.as_deref())).await
             }
-            TurnUpdate::Done { utterance, reply } => {
-                self.reply_task = None;
-                match reply {
+            TurnUpdate::Done { request_id, result } => {
+                if self.active.as_ref().is_none_or(|a| a.utterance.request_id != request_id) {
+                    return Ok(());
+                }
+                let active = self.active.take().expect("checked above");
+                match result {
                     Ok(text) => {
                         let response = self.stamp.ai_response(
                             &text,
                             &self.state.config.tts,
-                            &utterance.request_id,
-                            utterance.thread_id.as_deref(),
+                            &request_id,
+                            active.utterance.thread_id.as_deref(),
                         );
-                        self.send(&response).await?;
-                        self.save_exchange(&utterance, text).await?;
+                        self.send(response).await?;
+                        let interrupted = active.heard.is_some();
+                        self.save_exchange(&active.utterance, text, active.heard, interrupted)
+                            .await?;
                     }
                     Err(status) => {
                         tracing::warn!(%status, "reply failed");
@@ -475,24 +560,50 @@ impl Connection {
                             }
                             _ => ("LLM_UNAVAILABLE", "Blob cannot answer right now"),
                         };
-                        self.send(&self.stamp.error(code, message, Some(&utterance.request_id)))
-                            .await?;
+                        self.send(self.stamp.error(code, message, Some(&request_id))).await?;
+                        if !active.sent.is_empty() {
+                            self.save_exchange(&active.utterance, active.sent, active.heard, true)
+                                .await?;
+                        }
                     }
                 }
-                self.send(&self.stamp.state("IDLE", Some(&utterance.request_id)))
-                    .await?;
+                self.send(self.stamp.state("IDLE", Some(&request_id))).await?;
                 self.start_next_reply().await
             }
         }
     }
 
+    /// The child spoke while Blob was thinking or answering: stop the reply and keep only what
+    /// was already sent as Blob's turn.
+    async fn barge_in(&mut self) -> Result<(), Stop> {
+        let Some(active) = self.active.take() else {
+            return Ok(());
+        };
+        active.task.abort();
+        tracing::info!(request_id = %active.utterance.request_id, chunks = active.chunks, "reply cancelled by barge-in");
+        let cancelled = self.stamp.ai_cancelled(&active.utterance.request_id, &active.sent);
+        self.send(cancelled).await?;
+        self.save_exchange(&active.utterance, active.sent, active.heard, true).await
+    }
+
     /// Stores the exchange; the local history keeps it even when the store is down.
-    async fn save_exchange(&mut self, utterance: &Utterance, reply: String) -> Result<(), ()> {
+    async fn save_exchange(
+        &mut self,
+        utterance: &Utterance,
+        reply: String,
+        heard: Option<usize>,
+        interrupted: bool,
+    ) -> Result<(), Stop> {
+        let assistant_text = match heard {
+            Some(chars) => reply.chars().take(chars).collect(),
+            None => reply,
+        };
         let turn = session::ConversationTurn {
             request_id: utterance.request_id.clone(),
             user_text: utterance.text.clone(),
-            assistant_text: reply,
+            assistant_text,
             created_at_ms: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+            interrupted,
         };
         self.history.push(turn.clone());
         let request = self.state.request(session::AppendTurnsRequest {
@@ -507,76 +618,237 @@ impl Connection {
                 "the conversation could not be saved",
                 Some(&utterance.request_id),
             );
-            return self.send(&message).await;
+            return self.send(message).await;
         }
         Ok(())
     }
 
-    async fn send(&mut self, message: &Outbound) -> Result<(), ()> {
-        let text = serde_json::to_string(message).map_err(|_| ())?;
-        self.socket
-            .send(Message::Text(text.into()))
-            .await
-            .map_err(|_| ())
+    // === client requests ===
+
+    async fn on_text(&mut self, text: &str, sources: &mut Sources) -> Result<(), Stop> {
+        if !self.limiter.allow() {
+            return Err(Some((close::RATE_LIMITED, "too many messages")));
+        }
+        let inbound: Inbound = match serde_json::from_str(text) {
+            Ok(inbound) => inbound,
+            Err(err) => {
+                let message = format!("not a valid message: {err}");
+                return self.send(self.stamp.error("INVALID_MESSAGE", &message, None)).await;
+            }
+        };
+        let request_id = inbound.meta.request_id.as_deref();
+        match (inbound.kind.as_str(), inbound.action.as_str()) {
+            (_, "pong") => Ok(()),
+            ("request", "ping") => self.send(self.stamp.pong(request_id)).await,
+            ("request", "pause") => self.pause_request(true, request_id, sources).await,
+            ("request", "resume") => self.pause_request(false, request_id, sources).await,
+            ("request", "audio_stream") => self.on_audio_stream(&inbound.payload, request_id).await,
+            ("request", "playback.progress") => {
+                self.on_playback(&inbound.payload, request_id).await
+            }
+            ("request", action) => {
+                let message = format!("unknown action {action:?}");
+                self.send(self.stamp.error("UNKNOWN_ACTION", &message, request_id)).await
+            }
+            (kind, _) => {
+                let message = format!("clients send type \"request\", not {kind:?}");
+                self.send(self.stamp.error("INVALID_MESSAGE", &message, request_id)).await
+            }
+        }
     }
 
-    /// Cancels work in flight, suspends the session, and closes the socket if still open.
-    async fn finish(mut self, close_code: Option<u16>) {
-        if let Some(task) = self.reply_task.take() {
-            task.abort();
+    /// Invalid input: an `error` event, counted against the rate limit.
+    async fn bad_input(
+        &mut self,
+        code: &str,
+        message: &str,
+        request_id: Option<&str>,
+    ) -> Result<(), Stop> {
+        if !self.limiter.allow() {
+            return Err(Some((close::RATE_LIMITED, "too many messages")));
         }
-        let request = self.state.request(session::SessionRef {
+        self.send(self.stamp.error(code, message, request_id)).await
+    }
+
+    /// Legacy `audio_stream {audio: base64 PCM, sequence?}`.
+    async fn on_audio_stream(
+        &mut self,
+        payload: &serde_json::Value,
+        request_id: Option<&str>,
+    ) -> Result<(), Stop> {
+        if self.paused {
+            return self
+                .send(self.stamp.error("SESSION_PAUSED", "the session is paused", request_id))
+                .await;
+        }
+        let decoded = payload["audio"]
+            .as_str()
+            .and_then(|audio| base64::engine::general_purpose::STANDARD.decode(audio).ok());
+        let Some(pcm) = decoded else {
+            return self
+                .send(self.stamp.error(
+                    "INVALID_AUDIO",
+                    "payload.audio must be base64 PCM",
+                    request_id,
+                ))
+                .await;
+        };
+        let sequence = payload["sequence"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or_else(|| self.sequence.next());
+        self.on_legacy_pcm(sequence, &pcm, request_id).await
+    }
+
+    /// `playback.progress {request_id, chars_spoken}`: the phone's speech was cut off.
+    async fn on_playback(
+        &mut self,
+        payload: &serde_json::Value,
+        request_id: Option<&str>,
+    ) -> Result<(), Stop> {
+        let (Some(turn_id), Some(chars)) =
+            (payload["request_id"].as_str(), payload["chars_spoken"].as_u64())
+        else {
+            let message = "playback.progress needs request_id and chars_spoken";
+            return self.send(self.stamp.error("INVALID_MESSAGE", message, request_id)).await;
+        };
+        let chars = usize::try_from(chars).unwrap_or(usize::MAX);
+        if let Some(active) = self.active.as_mut().filter(|a| a.utterance.request_id == turn_id) {
+            active.heard = Some(chars);
+        } else if let Some(turn) = self.history.iter_mut().rev().find(|t| t.request_id == turn_id) {
+            turn.assistant_text = turn.assistant_text.chars().take(chars).collect();
+            turn.interrupted = true;
+            let request = self.state.request(session::TrimTurnRequest {
+                session_id: self.stamp.session_id.clone(),
+                user_id: self.user_id.clone(),
+                request_id: turn_id.to_owned(),
+                assistant_chars: u32::try_from(chars).unwrap_or(u32::MAX),
+            });
+            if let Err(status) = self.state.sessions.clone().trim_turn(request).await {
+                tracing::error!(%status, "could not trim the exchange");
+                return self
+                    .send(self.stamp.error(
+                        "STATE_UNAVAILABLE",
+                        "the conversation could not be saved",
+                        request_id,
+                    ))
+                    .await;
+            }
+        } else {
+            return self
+                .send(self.stamp.error("UNKNOWN_TURN", "no reply with that request_id", request_id))
+                .await;
+        }
+        let payload = serde_json::json!({ "request_id": turn_id, "chars_spoken": chars });
+        self.send(self.stamp.response("playback.progress", payload, request_id)).await
+    }
+
+    async fn pause_request(
+        &mut self,
+        paused: bool,
+        request_id: Option<&str>,
+        sources: &mut Sources,
+    ) -> Result<(), Stop> {
+        let request = self.state.request(session::SetPausedRequest {
             session_id: self.stamp.session_id.clone(),
             user_id: self.user_id.clone(),
+            paused,
         });
-        match self.state.sessions.clone().suspend_session(request).await {
-            Ok(_) => tracing::info!("voice socket closed; session suspended"),
-            Err(status) => tracing::error!(%status, "could not suspend the session"),
+        if let Err(status) = self.state.sessions.clone().set_paused(request).await {
+            tracing::error!(%status, "could not change the paused state");
+            return self
+                .send(self.stamp.error(
+                    "STATE_UNAVAILABLE",
+                    "the session could not be changed",
+                    request_id,
+                ))
+                .await;
         }
-        if let Some(code) = close_code {
-            let reason = if code == close::INTERNAL {
-                "service unavailable"
-            } else {
-                "closing"
-            };
-            close_with(&mut self.socket, code, reason).await;
+        self.apply_pause(paused, sources).await?;
+        let action = if paused { "pause" } else { "resume" };
+        self.send(self.stamp.response(action, serde_json::json!({ "paused": paused }), request_id))
+            .await
+    }
+
+    /// Enters or leaves the paused state (idempotent: signals echo our own changes).
+    async fn apply_pause(&mut self, paused: bool, sources: &mut Sources) -> Result<(), Stop> {
+        if self.paused == paused {
+            return Ok(());
         }
+        self.paused = paused;
+        if paused {
+            // No speech or reply work while paused: end the speech stream, drop what waits.
+            self.audio = None;
+            sources.stt = None;
+            self.waiting.clear();
+            self.barge_in().await?;
+            self.send(self.stamp.session_paused()).await?;
+            self.send(self.stamp.state("IDLE", None)).await
+        } else {
+            self.open_stt(sources).await?;
+            self.send(self.stamp.session_unpaused()).await
+        }
+    }
+
+    async fn on_signal(
+        &mut self,
+        signal: session::SessionSignal,
+        sources: &mut Sources,
+    ) -> Result<(), Stop> {
+        match session::SignalKind::try_from(signal.kind) {
+            Ok(session::SignalKind::Paused) => self.apply_pause(true, sources).await,
+            Ok(session::SignalKind::Resumed) => self.apply_pause(false, sources).await,
+            Ok(session::SignalKind::Attached) if signal.epoch > self.epoch => {
+                tracing::info!(epoch = signal.epoch, "a newer socket took the session over");
+                Err(Some((close::TAKEN_OVER, "session taken over by another connection")))
+            }
+            Ok(session::SignalKind::Ended) => Err(Some((close::NORMAL, "session ended"))),
+            _ => Ok(()),
+        }
+    }
+
+    // === plumbing ===
+
+    async fn send(&mut self, message: Outbound) -> Result<(), Stop> {
+        self.outbox.send(message).await.map_err(stop_for)
+    }
+
+    /// Cancels work in flight, suspends the session (unless a newer socket holds it), closes.
+    async fn finish(mut self, stop: Stop) {
+        if let Some(active) = self.active.take() {
+            active.task.abort();
+        }
+        self.audio = None;
+        let keep_session = !matches!(stop, Some((close::TAKEN_OVER | close::NORMAL, _)));
+        if keep_session {
+            let request = self.state.request(session::SessionRef {
+                session_id: self.stamp.session_id.clone(),
+                user_id: self.user_id.clone(),
+                epoch: self.epoch,
+            });
+            match self.state.sessions.clone().suspend_session(request).await {
+                Ok(_) => tracing::info!(?stop, "voice socket closed; session suspended"),
+                Err(status) if status.code() == Code::FailedPrecondition => {
+                    tracing::info!("voice socket closed; a newer socket holds the session");
+                }
+                Err(status) => tracing::error!(%status, "could not suspend the session"),
+            }
+        }
+        if self.sequence.lost + self.sequence.reordered + self.outbox.dropped_acks() > 0 {
+            tracing::info!(
+                lost_frames = self.sequence.lost,
+                reordered_frames = self.sequence.reordered,
+                dropped_acks = self.outbox.dropped_acks(),
+                "audio and ack losses on this socket"
+            );
+        }
+        self.outbox.close(stop).await;
     }
 }
 
-/// Streams one reply from the llm-service; reports when the first text arrives.
-async fn generate(
-    mut client: blob_proto::llm::v1::companion_client::CompanionClient<
-        blob_kit::grpc::TracedChannel,
-    >,
-    request: llm::GenerateReplyRequest,
-    updates: &mpsc::Sender<TurnUpdate>,
-    request_id: &str,
-) -> Result<String, tonic::Status> {
-    let mut stream = client.generate_reply(request).await?.into_inner();
-    let mut text = String::new();
-    let mut responding = false;
-    while let Some(event) = stream.message().await? {
-        match event.event {
-            Some(llm::reply_event::Event::Delta(delta)) => {
-                if !responding {
-                    responding = true;
-                    let update = TurnUpdate::Responding {
-                        request_id: request_id.to_owned(),
-                    };
-                    let _ = updates.send(update).await;
-                }
-                text.push_str(&delta.text);
-            }
-            Some(llm::reply_event::Event::Final(reply)) => return Ok(reply.text),
-            None => {}
-        }
-    }
-    if text.trim().is_empty() {
-        Err(tonic::Status::unavailable(
-            "the reply stream ended without a reply",
-        ))
-    } else {
-        Ok(text.trim().to_owned())
+fn stop_for(err: SendError) -> Stop {
+    match err {
+        SendError::Closed => None,
+        SendError::TooSlow => Some((close::SLOW_CLIENT, "client reads too slowly")),
     }
 }

@@ -29,11 +29,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "invalid configuration ({} problem(s)):",
-            self.problems.len()
-        )?;
+        writeln!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
         for problem in &self.problems {
             writeln!(f, "  - {problem}")?;
         }
@@ -54,20 +50,14 @@ impl EnvReader {
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         Self {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
             problems: Vec::new(),
         }
     }
 
     /// The raw value, treating an empty string as unset.
     pub fn raw(&self, name: &str) -> Option<&str> {
-        self.vars
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// A string with a default.
@@ -110,8 +100,7 @@ impl EnvReader {
             Some("true" | "1" | "yes" | "on") => true,
             Some("false" | "0" | "no" | "off") => false,
             Some(other) => {
-                self.problems
-                    .push(format!("{name}={other:?}: expected true or false"));
+                self.problems.push(format!("{name}={other:?}: expected true or false"));
                 default
             }
         }
@@ -131,13 +120,7 @@ impl EnvReader {
 
     /// Ends reading: `Err` with every problem if there was any.
     pub fn finish(self) -> Result<(), ConfigError> {
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError {
-                problems: self.problems,
-            })
-        }
+        if self.problems.is_empty() { Ok(()) } else { Err(ConfigError { problems: self.problems }) }
     }
 }
 

@@ -32,9 +32,7 @@ pub async fn serve(
     let mut names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
     names.push(String::new());
     for name in &names {
-        reporter
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
+        reporter.set_service_status(name, ServingStatus::Serving).await;
     }
 
     let mut v1 = tonic_reflection::server::Builder::configure()
@@ -47,19 +45,13 @@ pub async fn serve(
     }
     routes.add_service(health_service);
     routes.add_service(v1.build_v1().context("building reflection v1")?);
-    routes.add_service(
-        v1alpha
-            .build_v1alpha()
-            .context("building reflection v1alpha")?,
-    );
+    routes.add_service(v1alpha.build_v1alpha().context("building reflection v1alpha")?);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = async move {
         shutdown.await;
         for name in &names {
-            reporter
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
+            reporter.set_service_status(name, ServingStatus::NotServing).await;
         }
         let _ = stopping_tx.send(());
     };
@@ -146,10 +138,9 @@ struct MetadataInjector<'a>(&'a mut MetadataMap);
 
 impl Injector for MetadataInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(key), Ok(value)) = (
-            MetadataKey::from_bytes(key.as_bytes()),
-            MetadataValue::try_from(value.as_str()),
-        ) {
+        if let (Ok(key), Ok(value)) =
+            (MetadataKey::from_bytes(key.as_bytes()), MetadataValue::try_from(value.as_str()))
+        {
             self.0.insert(key, value);
         }
     }

@@ -37,23 +37,14 @@ pub fn init(service_name: &str) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let fmt_layer = if json {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .boxed()
+        tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).boxed()
     } else {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        tracing_subscriber::fmt::layer()
-            .with_target(true)
-            .with_ansi(ansi)
-            .boxed()
+        tracing_subscriber::fmt::layer().with_target(true).with_ansi(ansi).boxed()
     };
 
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .ok()
-        .filter(|v| !v.is_empty());
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|v| !v.is_empty());
     let (otel_layer, provider) = match endpoint.map(|e| build_provider(service_name, &e)) {
         Some(Ok(provider)) => {
             let tracer = provider.tracer(service_name.to_owned());
@@ -66,17 +57,9 @@ pub fn init(service_name: &str) -> TelemetryGuard {
                 .with_target("tonic", tracing::level_filters::LevelFilter::OFF)
                 .with_target("tower", tracing::level_filters::LevelFilter::OFF)
                 .with_target("opentelemetry", tracing::level_filters::LevelFilter::OFF)
-                .with_target(
-                    "opentelemetry_sdk",
-                    tracing::level_filters::LevelFilter::OFF,
-                )
-                .with_target(
-                    "opentelemetry_otlp",
-                    tracing::level_filters::LevelFilter::OFF,
-                );
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(quiet);
+                .with_target("opentelemetry_sdk", tracing::level_filters::LevelFilter::OFF)
+                .with_target("opentelemetry_otlp", tracing::level_filters::LevelFilter::OFF);
+            let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(quiet);
             (Some(layer), Some(provider))
         }
         Some(Err(err)) => {
@@ -86,20 +69,14 @@ pub fn init(service_name: &str) -> TelemetryGuard {
         None => (None, None),
     };
 
-    Registry::default()
-        .with(filter)
-        .with(fmt_layer)
-        .with(otel_layer)
-        .init();
+    Registry::default().with(filter).with(fmt_layer).with(otel_layer).init();
     TelemetryGuard { provider }
 }
 
 fn build_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
     use opentelemetry_otlp::WithExportConfig as _;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()?;
+    let exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
     let mut resource = opentelemetry_sdk::Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         resource = resource.with_service_name(service_name.to_owned());

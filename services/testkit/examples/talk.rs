@@ -29,15 +29,11 @@ async fn main() {
             _ => panic!("{USAGE}"),
         }
     }
-    let (Some(firebase_token), Some(wav)) = (token, wav) else {
-        panic!("{USAGE}")
-    };
+    let (Some(firebase_token), Some(wav)) = (token, wav) else { panic!("{USAGE}") };
 
     let api = Api::new(&gateway);
     let token = api.exchange(&firebase_token).await;
-    let children = api
-        .call(reqwest::Method::GET, "/api/v1/children", Some(&token), None)
-        .await;
+    let children = api.call(reqwest::Method::GET, "/api/v1/children", Some(&token), None).await;
     let existing = children.data().as_array().and_then(|list| {
         list.iter()
             .find(|c| c["name"] == child_name.as_str())
@@ -53,10 +49,7 @@ async fn main() {
 
     let ws_url = gateway.replacen("http", "ws", 1) + "/ws/voice";
     let mut socket = VoiceSocket::connect(&ws_url, &token, session_id).await;
-    let hello = socket
-        .next_json(Duration::from_secs(10))
-        .await
-        .expect("greeting");
+    let hello = socket.next_json(Duration::from_secs(10)).await.expect("greeting");
     println!("{} {}", hello["action"], hello["payload"]);
 
     let samples = read_wav(std::path::Path::new(&wav));
@@ -80,10 +73,7 @@ async fn main() {
         }
     }
     let last_word = last_word.unwrap_or_else(Instant::now);
-    println!(
-        "sent {:.1} s of audio and 2 s of silence",
-        samples.len() as f64 / 16_000.0
-    );
+    println!("sent {:.1} s of audio and 2 s of silence", samples.len() as f64 / 16_000.0);
 
     // Print every event until the socket has been quiet for 3 s; times are from the last word.
     while let Some(Ok(message)) = socket.next_json_within(Duration::from_secs(3)).await {

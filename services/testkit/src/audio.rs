@@ -13,10 +13,7 @@ pub fn read_wav(path: &Path) -> Vec<i16> {
         "{} must be 16 kHz mono s16",
         path.display()
     );
-    reader
-        .samples::<i16>()
-        .map(|s| s.expect("reading a sample"))
-        .collect()
+    reader.samples::<i16>().map(|s| s.expect("reading a sample")).collect()
 }
 
 /// Little-endian bytes of samples.

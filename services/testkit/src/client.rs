@@ -25,22 +25,14 @@ pub struct ApiResponse {
 impl ApiResponse {
     /// `data` of a success envelope; panics (showing the body) otherwise.
     pub fn data(&self) -> &serde_json::Value {
-        assert_eq!(
-            self.body["success"], true,
-            "not a success: {} {}",
-            self.status, self.body
-        );
+        assert_eq!(self.body["success"], true, "not a success: {} {}", self.status, self.body);
         &self.body["data"]
     }
 
     /// `error.code` of an error envelope; panics unless the envelope is complete.
     pub fn error_code(&self) -> &str {
         assert_eq!(self.body["success"], false, "not an error: {}", self.body);
-        assert!(
-            self.body["error"]["message"].is_string(),
-            "no error.message: {}",
-            self.body
-        );
+        assert!(self.body["error"]["message"].is_string(), "no error.message: {}", self.body);
         assert_meta(&self.body);
         self.body["error"]["code"].as_str().expect("error.code")
     }
@@ -49,24 +41,15 @@ impl ApiResponse {
 /// Checks `meta` has the documented fields.
 pub fn assert_meta(body: &serde_json::Value) {
     let meta = &body["meta"];
-    assert!(
-        meta["request_id"].as_str().is_some_and(|s| !s.is_empty()),
-        "meta.request_id: {body}"
-    );
-    assert!(
-        meta["timestamp"].as_str().is_some_and(|s| s.ends_with('Z')),
-        "meta.timestamp: {body}"
-    );
+    assert!(meta["request_id"].as_str().is_some_and(|s| !s.is_empty()), "meta.request_id: {body}");
+    assert!(meta["timestamp"].as_str().is_some_and(|s| s.ends_with('Z')), "meta.timestamp: {body}");
     assert_eq!(meta["version"], "4.0", "meta.version: {body}");
 }
 
 impl Api {
     /// A client of the gateway at `base` (`http://host:port`).
     pub fn new(base: &str) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_owned(),
-        }
+        Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned() }
     }
 
     /// Sends a request with an optional bearer token and JSON body.
@@ -113,10 +96,7 @@ impl Api {
                 Some(serde_json::json!({ "name": name, "grade_level": grade_level })),
             )
             .await;
-        response.data()["child_id"]
-            .as_str()
-            .expect("child_id")
-            .to_owned()
+        response.data()["child_id"].as_str().expect("child_id").to_owned()
     }
 
     /// `POST /api/v1/sessions`; returns the session data.
@@ -147,16 +127,13 @@ pub struct VoiceSocket {
 impl VoiceSocket {
     /// Connects to `ws_url` with the token and session id.
     pub async fn connect(ws_url: &str, token: &str, session_id: &str) -> Self {
-        let url = format!("{ws_url}?token={token}&session_id={session_id}");
-        let (stream, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("WebSocket handshake");
-        Self {
-            stream,
-            received: Vec::new(),
-            thread: uuid::Uuid::new_v4(),
-            sequence: 0,
-        }
+        Self::connect_url(&format!("{ws_url}?token={token}&session_id={session_id}")).await
+    }
+
+    /// Connects to a full voice socket URL (query included).
+    pub async fn connect_url(url: &str) -> Self {
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket handshake");
+        Self { stream, received: Vec::new(), thread: uuid::Uuid::new_v4(), sequence: 0 }
     }
 
     /// The next JSON message, skipping protocol frames; `Err(close code)` if the socket closed.
@@ -178,9 +155,7 @@ impl VoiceSocket {
     ) -> Option<Result<serde_json::Value, Option<u16>>> {
         let until = tokio::time::Instant::now() + deadline;
         loop {
-            let message = tokio::time::timeout_at(until, self.stream.next())
-                .await
-                .ok()?;
+            let message = tokio::time::timeout_at(until, self.stream.next()).await.ok()?;
             match message {
                 Some(Ok(Message::Text(text))) => {
                     let value: serde_json::Value =
@@ -195,6 +170,15 @@ impl VoiceSocket {
                 Some(Err(_)) | None => return Some(Err(None)),
             }
         }
+    }
+
+    /// Sends one JSON request `{type: "request", action, payload, meta: {request_id}}`.
+    pub async fn request(&mut self, action: &str, payload: serde_json::Value, request_id: &str) {
+        let message = serde_json::json!({
+            "type": "request", "action": action, "payload": payload,
+            "meta": { "request_id": request_id },
+        });
+        self.send_text(&message.to_string()).await;
     }
 
     /// Waits for a message with `action`, keeping the others in `received`.
@@ -235,29 +219,19 @@ impl VoiceSocket {
 
     /// Sends one chunk of PCM as the next v4 frame of this socket's thread.
     pub async fn send_speech_chunk(&mut self, samples: &[i16]) {
-        let frame = encode_frame(
-            self.sequence,
-            self.thread,
-            &crate::audio::pcm_bytes(samples),
-        );
+        let frame = encode_frame(self.sequence, self.thread, &crate::audio::pcm_bytes(samples));
         self.sequence += 1;
         self.send_binary(frame).await;
     }
 
     /// Sends one binary message.
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.stream
-            .send(Message::Binary(bytes.into()))
-            .await
-            .expect("sending a frame");
+        self.stream.send(Message::Binary(bytes.into())).await.expect("sending a frame");
     }
 
     /// Sends one text message.
     pub async fn send_text(&mut self, text: &str) {
-        self.stream
-            .send(Message::Text(text.into()))
-            .await
-            .expect("sending text");
+        self.stream.send(Message::Text(text.into())).await.expect("sending text");
     }
 
     /// Closes the socket normally and waits for the server's side.
@@ -290,13 +264,7 @@ pub fn encode_frame(sequence: u32, thread: uuid::Uuid, pcm: &[u8]) -> Vec<u8> {
 pub fn normalize(text: &str) -> String {
     text.to_lowercase()
         .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' {
-                c
-            } else {
-                ' '
-            }
-        })
+        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -31,10 +31,7 @@ impl CertServer {
         })
         .await
         .expect("key generation task");
-        let pem = private
-            .to_pkcs8_pem(LineEnding::LF)
-            .expect("encoding the key")
-            .to_string();
+        let pem = private.to_pkcs8_pem(LineEnding::LF).expect("encoding the key").to_string();
         let key_pair = rcgen::KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256)
             .expect("loading the key into rcgen");
         let cert = rcgen::CertificateParams::new(vec!["securetoken.test".to_owned()])
@@ -54,19 +51,14 @@ impl CertServer {
                     (
                         [
                             (header::CONTENT_TYPE, "application/json; charset=UTF-8"),
-                            (
-                                header::CACHE_CONTROL,
-                                "public, max-age=3600, must-revalidate",
-                            ),
+                            (header::CACHE_CONTROL, "public, max-age=3600, must-revalidate"),
                         ],
                         body,
                     )
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding");
         let port = listener.local_addr().expect("address").port();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -115,10 +107,7 @@ impl CertServer {
 
     /// Signs claims with the server's key and `kid`.
     pub fn sign(&self, claims: &serde_json::Value) -> String {
-        let header = Header {
-            kid: Some(KID.to_owned()),
-            ..Header::new(Algorithm::RS256)
-        };
+        let header = Header { kid: Some(KID.to_owned()), ..Header::new(Algorithm::RS256) };
         jsonwebtoken::encode(&header, claims, &self.key).expect("signing")
     }
 }

@@ -23,10 +23,26 @@ pub struct RecordedRequest {
     pub body: serde_json::Value,
 }
 
+/// How the fake answers one request.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// The text, split into three chunks sent at once.
+    Reply(String),
+    /// These chunks, with `pause` before each chunk after the first.
+    Slow {
+        /// The chunks' texts.
+        chunks: Vec<String>,
+        /// Wait before every chunk but the first.
+        pause: std::time::Duration,
+    },
+    /// An error status with Google's error body.
+    Fail(u16),
+}
+
 #[derive(Default)]
 struct Shared {
     requests: Vec<RecordedRequest>,
-    replies: Vec<String>,
+    scripts: Vec<Script>,
 }
 
 /// The running fake.
@@ -47,9 +63,7 @@ impl FakeGemini {
         let app = Router::new()
             .route("/v1beta/models/{*model_and_method}", post(handle))
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding");
         let port = listener.local_addr().expect("address").port();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -64,11 +78,12 @@ impl FakeGemini {
 
     /// Queues the text of the next reply (then the default again).
     pub fn push_reply(&self, text: &str) {
-        self.shared
-            .lock()
-            .expect("lock")
-            .replies
-            .push(text.to_owned());
+        self.push(Script::Reply(text.to_owned()));
+    }
+
+    /// Queues how the next request is answered.
+    pub fn push(&self, script: Script) {
+        self.shared.lock().expect("lock").scripts.push(script);
     }
 
     /// Every request received so far.
@@ -91,63 +106,71 @@ async fn handle(
     body: axum::body::Bytes,
 ) -> Response {
     if headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
-        return google_error(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            "API key not valid.",
-        );
+        return google_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "API key not valid.");
     }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return google_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "Invalid JSON payload.",
-        );
+        return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Invalid JSON payload.");
     };
     if !body["contents"].is_array() {
-        return google_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "contents is required.",
-        );
+        return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "contents is required.");
     }
     let Some((model, method)) = model_and_method.split_once(':') else {
         return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown method.");
     };
     let model = model.to_owned();
-    let reply = {
+    let script = {
         let mut shared = shared.lock().expect("lock");
-        shared.requests.push(RecordedRequest {
-            model_and_method: model_and_method.clone(),
-            body,
-        });
-        if shared.replies.is_empty() {
-            DEFAULT_REPLY.to_owned()
+        shared.requests.push(RecordedRequest { model_and_method: model_and_method.clone(), body });
+        if shared.scripts.is_empty() {
+            Script::Reply(DEFAULT_REPLY.to_owned())
         } else {
-            shared.replies.remove(0)
+            shared.scripts.remove(0)
         }
     };
+    let (chunks, pause) = match script {
+        Script::Fail(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return google_error(status, "UNAVAILABLE", "The model is overloaded.");
+        }
+        Script::Reply(reply) => (split_in_three(&reply), std::time::Duration::ZERO),
+        Script::Slow { chunks, pause } => (chunks, pause),
+    };
     match method {
-        "generateContent" => axum::Json(chunk(&reply, Some("STOP"), &model)).into_response(),
+        "generateContent" => {
+            axum::Json(chunk(&chunks.concat(), Some("STOP"), &model)).into_response()
+        }
         "streamGenerateContent" if query.get("alt").map(String::as_str) == Some("sse") => {
-            // Split the reply at arbitrary points, as the real service's chunks fall.
-            let cut1 = reply.len() / 3;
-            let cut1 = (cut1..reply.len())
-                .find(|i| reply.is_char_boundary(*i))
-                .unwrap_or(0);
-            let cut2 = (cut1 * 2..reply.len())
-                .find(|i| reply.is_char_boundary(*i))
-                .unwrap_or(reply.len());
-            let pieces = [&reply[..cut1], &reply[cut1..cut2], &reply[cut2..]];
-            let mut sse = String::new();
-            for (i, piece) in pieces.iter().enumerate() {
-                let finish = (i == pieces.len() - 1).then_some("STOP");
-                sse.push_str(&format!("data: {}\r\n\r\n", chunk(piece, finish, &model)));
-            }
-            ([(header::CONTENT_TYPE, "text/event-stream")], sse).into_response()
+            let count = chunks.len();
+            let events = futures::stream::unfold(0usize, move |i| {
+                let chunks = chunks.clone();
+                let model = model.clone();
+                async move {
+                    if i >= count {
+                        return None;
+                    }
+                    if i > 0 && !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    let finish = (i == count - 1).then_some("STOP");
+                    let event = format!("data: {}\r\n\r\n", chunk(&chunks[i], finish, &model));
+                    Some((Ok::<_, std::convert::Infallible>(event), i + 1))
+                }
+            });
+            ([(header::CONTENT_TYPE, "text/event-stream")], axum::body::Body::from_stream(events))
+                .into_response()
         }
         _ => google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown method."),
     }
+}
+
+/// Splits a reply at arbitrary points, as the real service's chunks fall.
+fn split_in_three(reply: &str) -> Vec<String> {
+    let boundary = |from: usize| {
+        (from..reply.len()).find(|i| reply.is_char_boundary(*i)).unwrap_or(reply.len())
+    };
+    let first = boundary(reply.len() / 3);
+    let second = boundary(first * 2);
+    vec![reply[..first].to_owned(), reply[first..second].to_owned(), reply[second..].to_owned()]
 }
 
 fn chunk(text: &str, finish_reason: Option<&str>, model: &str) -> serde_json::Value {

@@ -4,20 +4,14 @@ use std::path::{Path, PathBuf};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
 /// The directory holding the built binaries (`target/debug` next to the running test).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
     // target/<profile>/deps/<test> → target/<profile>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target profile dir")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf()
 }
 
 /// The path of a service binary; panics with the fix when it was not built.
@@ -38,17 +32,10 @@ pub fn whisper_model(file: &str) -> PathBuf {
         return PathBuf::from(path);
     }
     let root = workspace_root();
-    let candidates = [
-        root.join("models").join(file),
-        root.join("../shared/models").join(file),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("whisper model {file} not found in {candidates:?}: run `make model`")
-        })
+    let candidates = [root.join("models").join(file), root.join("../shared/models").join(file)];
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!("whisper model {file} not found in {candidates:?}: run `make model`")
+    })
 }
 
 /// A speech clip from the test audio sets (`test-audio/utt1.wav`, or a `speech/` clip).
@@ -59,11 +46,7 @@ pub fn speech_clip(relative: &str) -> PathBuf {
         root.join("../shared/models").join(relative),
         root.join("../shared").join(relative),
     ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("speech clip {relative} not found in {candidates:?}: run `make model`")
-        })
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!("speech clip {relative} not found in {candidates:?}: run `make model`")
+    })
 }

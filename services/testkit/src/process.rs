@@ -21,22 +21,14 @@ impl ServiceProcess {
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "RUST_LOG",
-                std::env::var("BLOB_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", std::env::var("BLOB_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("cloning a file handle"))
             .stderr(file);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        Self {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-        }
+        let child =
+            command.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        Self { name: name.to_owned(), child: Some(child), log }
     }
 
     /// The service's name.
@@ -51,9 +43,7 @@ impl ServiceProcess {
 
     /// Whether the process has exited (and with what status).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Sends SIGTERM and waits up to `grace` for a clean exit; returns the exit status.
@@ -91,17 +81,11 @@ impl Drop for ServiceProcess {
 pub async fn wait_for_port(process: &mut ServiceProcess, port: u16, deadline: Duration) {
     let until = tokio::time::Instant::now() + deadline;
     loop {
-        let open = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok();
+        let open = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok();
         // Checked after the port answers too: a process that failed to bind has exited, and
         // whatever answered is not it.
         if let Some(status) = process.exited() {
-            panic!(
-                "{} exited with {status}:\n{}",
-                process.name(),
-                process.log()
-            );
+            panic!("{} exited with {status}:\n{}", process.name(), process.log());
         }
         if open {
             return;

@@ -35,15 +35,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
+            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -51,14 +43,10 @@ impl RedisServer {
             .expect("starting redis-server (apt-get install redis-server)");
         self.child = Some(child);
         let socket = self.socket();
-        crate::eventually(
-            "redis-server to answer PING",
-            Duration::from_secs(10),
-            || {
-                let socket = socket.clone();
-                async move { ping(&socket).await.then_some(()) }
-            },
-        )
+        crate::eventually("redis-server to answer PING", Duration::from_secs(10), || {
+            let socket = socket.clone();
+            async move { ping(&socket).await.then_some(()) }
+        })
         .await;
     }
 

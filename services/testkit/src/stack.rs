@@ -28,11 +28,7 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self {
-            reconnect_window_seconds: 300,
-            model: "ggml-base-q8_0.bin",
-            extra_env: Vec::new(),
-        }
+        Self { reconnect_window_seconds: 300, model: "ggml-base-q8_0.bin", extra_env: Vec::new() }
     }
 }
 
@@ -53,7 +49,8 @@ pub struct Stack {
     /// session-service gRPC port.
     pub session_port: u16,
     processes: Vec<ServiceProcess>,
-    _logs: TempDir,
+    gateway_env: Vec<(String, String)>,
+    logs: TempDir,
 }
 
 impl Stack {
@@ -131,10 +128,7 @@ impl Stack {
                 env(
                     vec![
                         ("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{gateway_port}")),
-                        (
-                            "SESSION_SERVICE_URL",
-                            format!("http://127.0.0.1:{session_port}"),
-                        ),
+                        ("SESSION_SERVICE_URL", format!("http://127.0.0.1:{session_port}")),
                         ("STT_SERVICE_URL", format!("http://127.0.0.1:{stt_port}")),
                         ("LLM_SERVICE_URL", format!("http://127.0.0.1:{llm_port}")),
                         ("AUTH_PROVIDER", "firebase".to_owned()),
@@ -146,6 +140,7 @@ impl Stack {
                 ),
             ),
         ];
+        let gateway_env = specs[3].2.clone();
         for (name, port, env) in specs {
             let mut process = ServiceProcess::spawn(name, &paths::binary(name), &env, logs.path());
             wait_for_port(&mut process, port, Duration::from_secs(60)).await;
@@ -160,8 +155,30 @@ impl Stack {
             llm_port,
             session_port,
             processes,
-            _logs: logs,
+            gateway_env,
+            logs,
         }
+    }
+
+    /// Starts another gateway instance against the same services; returns its HTTP port.
+    /// Its process is named `gateway-2` (then `gateway-3`, …).
+    pub async fn start_another_gateway(&mut self) -> u16 {
+        let port = free_port();
+        let name = format!(
+            "gateway-{}",
+            self.processes.iter().filter(|p| p.name().starts_with("gateway")).count() + 1
+        );
+        let mut env = self.gateway_env.clone();
+        for (key, value) in &mut env {
+            if key == "GATEWAY_HTTP_ADDR" {
+                *value = format!("127.0.0.1:{port}");
+            }
+        }
+        let mut process =
+            ServiceProcess::spawn(&name, &paths::binary("gateway"), &env, self.logs.path());
+        wait_for_port(&mut process, port, Duration::from_secs(60)).await;
+        self.processes.push(process);
+        port
     }
 
     /// `http://127.0.0.1:<gateway>`.
@@ -172,6 +189,20 @@ impl Stack {
     /// `ws://127.0.0.1:<gateway>/ws/voice`.
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws/voice", self.gateway_port)
+    }
+
+    /// A gRPC client of the stack's session-service (to look behind the gateway).
+    pub async fn session_client(
+        &self,
+    ) -> blob_proto::session::v1::session_store_client::SessionStoreClient<tonic::transport::Channel>
+    {
+        let url = format!("http://127.0.0.1:{}", self.session_port);
+        let channel = tonic::transport::Channel::from_shared(url)
+            .expect("valid URL")
+            .connect()
+            .await
+            .expect("connecting to the session-service");
+        blob_proto::session::v1::session_store_client::SessionStoreClient::new(channel)
     }
 
     /// A service process by name.

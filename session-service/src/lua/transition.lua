@@ -3,7 +3,10 @@
 -- ARGV[1] operation: attach | resume | suspend | pause | unpause
 -- ARGV[2] caller's user id ('' skips the owner check), ARGV[3] now (RFC 3339)
 -- ARGV[4] session TTL (s), ARGV[5] reconnect window (s)
--- Returns {'missing'}, {'forbidden'} or {state before ('active'|'suspended'), session JSON after}.
+-- ARGV[6] for suspend: the socket's epoch ('0' = unconditional)
+-- Returns {'missing'}, {'forbidden'}, {'stale', session JSON} (suspend by a socket a newer one
+-- has replaced) or {state before ('active'|'suspended'), session JSON after}.
+-- Pause, unpause and attach are announced on session_signals:{id} for the sockets watching.
 local op = ARGV[1]
 local raw = redis.call('GET', KEYS[1])
 local before = 'active'
@@ -22,9 +25,14 @@ local child_key = 'child_session:' .. s.child_id
 local points_here = redis.call('GET', child_key) == s.session_id
 s.last_activity_at = ARGV[3]
 
+local signals = 'session_signals:' .. s.session_id
+
 if op == 'suspend' then
   if before == 'suspended' then
     return {before, raw}
+  end
+  if ARGV[6] ~= '0' and tonumber(s.connection_count) ~= tonumber(ARGV[6]) then
+    return {'stale', raw}
   end
   s.state = 'suspended'
   local encoded = cjson.encode(s)
@@ -61,4 +69,11 @@ else
 end
 local encoded = cjson.encode(s)
 redis.call('SET', key, encoded, 'EX', ttl)
+if op == 'attach' then
+  redis.call('PUBLISH', signals, cjson.encode({kind = 'attached', epoch = s.connection_count}))
+elseif op == 'pause' then
+  redis.call('PUBLISH', signals, cjson.encode({kind = 'paused', epoch = 0}))
+elseif op == 'unpause' then
+  redis.call('PUBLISH', signals, cjson.encode({kind = 'resumed', epoch = 0}))
+end
 return {before, encoded}

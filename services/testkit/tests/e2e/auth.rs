@@ -38,36 +38,22 @@ async fn tokens_and_families_are_checked_everywhere() {
 
     // Bad Firebase tokens: 401 in the envelope with a stable code.
     let garbage = exchange("not-a-token".into()).await;
-    assert_eq!(
-        (garbage.status, garbage.error_code()),
-        (401, "TOKEN_INVALID")
-    );
+    assert_eq!((garbage.status, garbage.error_code()), (401, "TOKEN_INVALID"));
     let mut claims = stack.certs.claims("parent-a", "a@example.com");
     claims["aud"] = "someone-else".into();
     let wrong_aud = exchange(stack.certs.sign(&claims)).await;
-    assert_eq!(
-        (wrong_aud.status, wrong_aud.error_code()),
-        (401, "TOKEN_INVALID")
-    );
+    assert_eq!((wrong_aud.status, wrong_aud.error_code()), (401, "TOKEN_INVALID"));
     let mut claims = stack.certs.claims("parent-a", "a@example.com");
     let now = jsonwebtoken::get_current_timestamp();
     claims["exp"] = (now - 600).into();
     claims["iat"] = (now - 4000).into();
     claims["auth_time"] = (now - 4000).into();
     let expired = exchange(stack.certs.sign(&claims)).await;
-    assert_eq!(
-        (expired.status, expired.error_code()),
-        (401, "TOKEN_EXPIRED")
-    );
+    assert_eq!((expired.status, expired.error_code()), (401, "TOKEN_EXPIRED"));
 
     // Malformed and incomplete bodies: 4xx in the same envelope.
-    let malformed = api
-        .call(Method::POST, "/api/v1/auth/token-exchange", None, None)
-        .await;
-    assert_eq!(
-        (malformed.status, malformed.error_code()),
-        (415, "VALIDATION_ERROR")
-    );
+    let malformed = api.call(Method::POST, "/api/v1/auth/token-exchange", None, None).await;
+    assert_eq!((malformed.status, malformed.error_code()), (415, "VALIDATION_ERROR"));
     let wrong_field = api
         .call(
             Method::POST,
@@ -76,36 +62,18 @@ async fn tokens_and_families_are_checked_everywhere() {
             Some(serde_json::json!({"token": "x"})),
         )
         .await;
-    assert_eq!(
-        (wrong_field.status, wrong_field.error_code()),
-        (422, "VALIDATION_ERROR")
-    );
+    assert_eq!((wrong_field.status, wrong_field.error_code()), (422, "VALIDATION_ERROR"));
 
     // The REST API wants a valid access token.
     let missing = api.call(Method::GET, "/api/v1/children", None, None).await;
-    assert_eq!(
-        (missing.status, missing.error_code()),
-        (401, "TOKEN_INVALID")
-    );
-    let forged = api
-        .call(Method::GET, "/api/v1/children", Some("abc.def.ghi"), None)
-        .await;
+    assert_eq!((missing.status, missing.error_code()), (401, "TOKEN_INVALID"));
+    let forged = api.call(Method::GET, "/api/v1/children", Some("abc.def.ghi"), None).await;
     assert_eq!((forged.status, forged.error_code()), (401, "TOKEN_INVALID"));
     let stale = expired_backend_token("parent-a");
-    let stale_rest = api
-        .call(Method::GET, "/api/v1/children", Some(&stale), None)
-        .await;
-    assert_eq!(
-        (stale_rest.status, stale_rest.error_code()),
-        (401, "TOKEN_EXPIRED")
-    );
-    let unknown_route = api
-        .call(Method::GET, "/api/v1/nope", Some(&token_a), None)
-        .await;
-    assert_eq!(
-        (unknown_route.status, unknown_route.error_code()),
-        (404, "NOT_FOUND")
-    );
+    let stale_rest = api.call(Method::GET, "/api/v1/children", Some(&stale), None).await;
+    assert_eq!((stale_rest.status, stale_rest.error_code()), (401, "TOKEN_EXPIRED"));
+    let unknown_route = api.call(Method::GET, "/api/v1/nope", Some(&token_a), None).await;
+    assert_eq!((unknown_route.status, unknown_route.error_code()), (404, "NOT_FOUND"));
 
     // Children: validation and the family boundary.
     let bad_child = api
@@ -116,24 +84,17 @@ async fn tokens_and_families_are_checked_everywhere() {
             Some(serde_json::json!({"name": "", "grade_level": 1})),
         )
         .await;
-    assert_eq!(
-        (bad_child.status, bad_child.error_code()),
-        (400, "VALIDATION_ERROR")
-    );
+    assert_eq!((bad_child.status, bad_child.error_code()), (400, "VALIDATION_ERROR"));
     assert_eq!(bad_child.body["error"]["details"]["field"], "name");
     let child_a = api.create_child(&token_a, "Mia", 1).await;
-    let listed = api
-        .call(Method::GET, "/api/v1/children", Some(&token_a), None)
-        .await;
+    let listed = api.call(Method::GET, "/api/v1/children", Some(&token_a), None).await;
     assert_eq!(listed.data()[0]["child_id"], child_a.as_str());
     assert_eq!(listed.data()[0]["permission"], "manage");
     // A new exchange lists the child in the token's answer.
     let again = exchange(stack.certs.id_token("parent-a", "a@example.com")).await;
     assert_eq!(again.data()["children"][0]["child_id"], child_a.as_str());
 
-    let token_b = api
-        .exchange(&stack.certs.id_token("parent-b", "b@example.com"))
-        .await;
+    let token_b = api.exchange(&stack.certs.id_token("parent-b", "b@example.com")).await;
     let foreign = api
         .call(
             Method::POST,
@@ -160,10 +121,7 @@ async fn tokens_and_families_are_checked_everywhere() {
     // The session token opens its own session's socket, and no other.
     let session_token = session_a["session_token"].as_str().unwrap();
     let mut socket = VoiceSocket::connect(&stack.ws_url(), session_token, session_id).await;
-    assert_eq!(
-        socket.next_json(QUICK).await.unwrap()["action"],
-        "session.created"
-    );
+    assert_eq!(socket.next_json(QUICK).await.unwrap()["action"], "session.created");
     socket.close().await;
     let child_a2 = api.create_child(&token_a, "Noah", 2).await;
     let other_session = api.open_session(&token_a, &child_a2).await;
@@ -174,30 +132,20 @@ async fn tokens_and_families_are_checked_everywhere() {
     )
     .await;
     assert_eq!(socket.close_code(QUICK).await, Some(1008));
-    let as_rest = api
-        .call(Method::GET, "/api/v1/children", Some(session_token), None)
-        .await;
-    assert_eq!(
-        (as_rest.status, as_rest.error_code()),
-        (401, "TOKEN_INVALID")
-    );
+    let as_rest = api.call(Method::GET, "/api/v1/children", Some(session_token), None).await;
+    assert_eq!((as_rest.status, as_rest.error_code()), (401, "TOKEN_INVALID"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_and_messages_get_error_events_not_disconnects() {
     let stack = Stack::start(StackOptions::default()).await;
     let api = Api::new(&stack.http_url());
-    let token = api
-        .exchange(&stack.certs.id_token("parent-f", "f@example.com"))
-        .await;
+    let token = api.exchange(&stack.certs.id_token("parent-f", "f@example.com")).await;
     let child = api.create_child(&token, "Ava", 2).await;
     let session = api.open_session(&token, &child).await;
-    let mut socket = VoiceSocket::connect(
-        &stack.ws_url(),
-        &token,
-        session["session_id"].as_str().unwrap(),
-    )
-    .await;
+    let mut socket =
+        VoiceSocket::connect(&stack.ws_url(), &token, session["session_id"].as_str().unwrap())
+            .await;
     socket.next_json(QUICK).await.unwrap();
 
     let thread = uuid::Uuid::new_v4();
@@ -219,14 +167,8 @@ async fn bad_frames_and_messages_get_error_events_not_disconnects() {
                 .collect(),
             "UNSUPPORTED_VERSION",
         ),
-        (
-            blob_testkit::client::encode_frame(1, thread, &[0; 5]),
-            "INVALID_AUDIO",
-        ),
-        (
-            blob_testkit::client::encode_frame(1, thread, &vec![0; 40_000]),
-            "FRAME_TOO_LARGE",
-        ),
+        (blob_testkit::client::encode_frame(1, thread, &[0; 5]), "INVALID_AUDIO"),
+        (blob_testkit::client::encode_frame(1, thread, &vec![0; 40_000]), "FRAME_TOO_LARGE"),
     ];
     for (frame, code) in cases {
         socket.send_binary(frame).await;
@@ -239,17 +181,9 @@ async fn bad_frames_and_messages_get_error_events_not_disconnects() {
         assert!(error["payload"]["message"].is_string());
     }
     socket.send_text("{not json").await;
-    assert_eq!(
-        socket.next_json(QUICK).await.unwrap()["payload"]["code"],
-        "INVALID_MESSAGE"
-    );
-    socket
-        .send_text(r#"{"type":"request","action":"dance","payload":{}}"#)
-        .await;
-    assert_eq!(
-        socket.next_json(QUICK).await.unwrap()["payload"]["code"],
-        "UNKNOWN_ACTION"
-    );
+    assert_eq!(socket.next_json(QUICK).await.unwrap()["payload"]["code"], "INVALID_MESSAGE");
+    socket.send_text(r#"{"type":"request","action":"dance","payload":{}}"#).await;
+    assert_eq!(socket.next_json(QUICK).await.unwrap()["payload"]["code"], "UNKNOWN_ACTION");
     socket
         .send_text(r#"{"type":"request","action":"ping","payload":{},"meta":{"request_id":"r-1"}}"#)
         .await;

@@ -22,26 +22,19 @@ async fn every_service_reports_serving() {
         let mut client = HealthClient::new(channel);
         for name in ["", service] {
             let status = client
-                .check(HealthCheckRequest {
-                    service: name.to_owned(),
-                })
+                .check(HealthCheckRequest { service: name.to_owned() })
                 .await
                 .unwrap_or_else(|e| panic!("{service} health {name:?}: {e}"))
                 .into_inner()
                 .status;
             assert_eq!(status, ServingStatus::Serving as i32, "{service} {name:?}");
         }
-        let unknown = client
-            .check(HealthCheckRequest {
-                service: "no.such.Service".into(),
-            })
-            .await;
+        let unknown = client.check(HealthCheckRequest { service: "no.such.Service".into() }).await;
         assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
     }
 
-    let health = Api::new(&stack.http_url())
-        .call(reqwest::Method::GET, "/health", None, None)
-        .await;
+    let health =
+        Api::new(&stack.http_url()).call(reqwest::Method::GET, "/health", None, None).await;
     assert_eq!(health.status, 200);
     assert_eq!(health.data()["status"], "healthy");
     assert_eq!(health.data()["service"], "gateway");

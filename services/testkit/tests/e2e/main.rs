@@ -4,3 +4,4 @@ mod auth;
 mod health;
 mod promise;
 mod shutdown;
+mod voice;

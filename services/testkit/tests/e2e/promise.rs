@@ -18,21 +18,12 @@ async fn a_conversation_survives_closing_and_reopening_the_app() {
     let api = Api::new(&stack.http_url());
 
     // The parent signs in once.
-    let token = api
-        .exchange(&stack.certs.id_token("parent-a", "a@example.com"))
-        .await;
+    let token = api.exchange(&stack.certs.id_token("parent-a", "a@example.com")).await;
     let child_id = api.create_child(&token, "Mia", 1).await;
     let first = api.open_session(&token, &child_id).await;
     let session_id = first["session_id"].as_str().unwrap().to_owned();
     let conversation_id = first["active_conversation_id"].as_str().unwrap().to_owned();
-    for field in [
-        "session_token",
-        "ws_url",
-        "created_at",
-        "expires_at",
-        "state",
-        "mode",
-    ] {
+    for field in ["session_token", "ws_url", "created_at", "expires_at", "state", "mode"] {
         assert!(first[field].is_string(), "{field} missing: {first}");
     }
     assert_eq!(first["state"], "active");
@@ -47,9 +38,7 @@ async fn a_conversation_survives_closing_and_reopening_the_app() {
     assert_eq!(hello["action"], "session.created");
     assert_eq!(hello["payload"]["session_id"], session_id.as_str());
 
-    socket
-        .send_speech(&read_wav(&speech_clip("test-audio/utt1.wav")), 40, 1200)
-        .await;
+    socket.send_speech(&read_wav(&speech_clip("test-audio/utt1.wav")), 40, 1200).await;
     let stt = socket.wait_for("stt_result", TURN).await;
     assert_eq!(
         normalize(stt["payload"]["transcript"].as_str().unwrap()),
@@ -73,10 +62,7 @@ async fn a_conversation_survives_closing_and_reopening_the_app() {
     assert_eq!(meta["session_id"], session_id.as_str());
     assert_eq!(meta["conversation_id"], conversation_id.as_str());
     assert_eq!(meta["request_id"], stt["meta"]["request_id"]);
-    assert!(
-        meta["thread_id"].is_string() && meta["timestamp"].is_string(),
-        "{meta}"
-    );
+    assert!(meta["thread_id"].is_string() && meta["timestamp"].is_string(), "{meta}");
     let states: Vec<&str> = socket
         .received
         .iter()
@@ -102,22 +88,14 @@ async fn a_conversation_survives_closing_and_reopening_the_app() {
     assert_eq!(hello["payload"]["resumed_turns_count"], 1);
 
     // The next utterance reaches the LLM with the first exchange as history.
-    socket
-        .send_speech(&read_wav(&speech_clip("test-audio/utt2.wav")), 100, 1200)
-        .await;
+    socket.send_speech(&read_wav(&speech_clip("test-audio/utt2.wav")), 100, 1200).await;
     let stt = socket.wait_for("stt_result", TURN).await;
-    assert_eq!(
-        normalize(stt["payload"]["transcript"].as_str().unwrap()),
-        "why is the sky blue"
-    );
+    assert_eq!(normalize(stt["payload"]["transcript"].as_str().unwrap()), "why is the sky blue");
     socket.wait_for("ai_response", TURN).await;
 
     let requests = stack.gemini.requests();
     assert_eq!(requests.len(), 2);
-    assert_eq!(
-        requests[1].model_and_method,
-        "gemini-e2e:streamGenerateContent"
-    );
+    assert_eq!(requests[1].model_and_method, "gemini-e2e:streamGenerateContent");
     let contents = requests[1].body["contents"].as_array().unwrap();
     assert_eq!(contents.len(), 3, "{contents:#?}");
     assert_eq!(contents[0]["role"], "user");
@@ -127,28 +105,18 @@ async fn a_conversation_survives_closing_and_reopening_the_app() {
     );
     assert_eq!(contents[1]["role"], "model");
     assert_eq!(contents[1]["parts"][0]["text"], DEFAULT_REPLY);
-    assert_eq!(
-        normalize(contents[2]["parts"][0]["text"].as_str().unwrap()),
-        "why is the sky blue"
-    );
-    let system = requests[1].body["systemInstruction"]["parts"][0]["text"]
-        .as_str()
-        .unwrap();
+    assert_eq!(normalize(contents[2]["parts"][0]["text"].as_str().unwrap()), "why is the sky blue");
+    let system = requests[1].body["systemInstruction"]["parts"][0]["text"].as_str().unwrap();
     assert!(system.contains("Mia"), "{system}");
     socket.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_reconnect_window_a_new_session_begins() {
-    let stack = Stack::start(StackOptions {
-        reconnect_window_seconds: 2,
-        ..Default::default()
-    })
-    .await;
+    let stack =
+        Stack::start(StackOptions { reconnect_window_seconds: 2, ..Default::default() }).await;
     let api = Api::new(&stack.http_url());
-    let token = api
-        .exchange(&stack.certs.id_token("parent-w", "w@example.com"))
-        .await;
+    let token = api.exchange(&stack.certs.id_token("parent-w", "w@example.com")).await;
     let child_id = api.create_child(&token, "Leo", 0).await;
     let first = api.open_session(&token, &child_id).await;
     let session_id = first["session_id"].as_str().unwrap().to_owned();
@@ -193,15 +161,8 @@ async fn after_the_reconnect_window_a_new_session_begins() {
     assert_eq!(later.status, 201, "{}", later.body);
     assert_meta(&later.body);
     let data = later.data();
-    assert_ne!(
-        data["session_id"],
-        session_id.as_str(),
-        "the expired session came back: {data}"
-    );
-    assert_ne!(
-        data["active_conversation_id"],
-        first["active_conversation_id"]
-    );
+    assert_ne!(data["session_id"], session_id.as_str(), "the expired session came back: {data}");
+    assert_ne!(data["active_conversation_id"], first["active_conversation_id"]);
     assert_eq!(data["outcome"], "created");
 
     // The expired session's socket is refused as unknown.

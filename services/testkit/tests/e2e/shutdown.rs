@@ -11,9 +11,7 @@ use blob_testkit::stack::{Stack, StackOptions};
 async fn sigterm_suspends_live_sessions_and_closes_sockets_with_1001() {
     let mut stack = Stack::start(StackOptions::default()).await;
     let api = Api::new(&stack.http_url());
-    let token = api
-        .exchange(&stack.certs.id_token("parent-s", "s@example.com"))
-        .await;
+    let token = api.exchange(&stack.certs.id_token("parent-s", "s@example.com")).await;
     let child = api.create_child(&token, "Zoe", 1).await;
     let session = api.open_session(&token, &child).await;
     let session_id = session["session_id"].as_str().unwrap().to_owned();
@@ -25,10 +23,7 @@ async fn sigterm_suspends_live_sessions_and_closes_sockets_with_1001() {
 
     let status =
         tokio::task::block_in_place(|| stack.process("gateway").terminate(Duration::from_secs(20)));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "gateway exit: {status:?}"
-    );
+    assert!(status.is_some_and(|s| s.success()), "gateway exit: {status:?}");
     assert_eq!(socket.close_code(Duration::from_secs(5)).await, Some(1001));
 
     let channel =
@@ -38,9 +33,7 @@ async fn sigterm_suspends_live_sessions_and_closes_sockets_with_1001() {
             .await
             .unwrap();
     let stored = SessionStoreClient::new(channel)
-        .get_session(GetSessionRequest {
-            session_id: session_id.clone(),
-        })
+        .get_session(GetSessionRequest { session_id: session_id.clone() })
         .await
         .unwrap()
         .into_inner();

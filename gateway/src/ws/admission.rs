@@ -1,0 +1,123 @@
+//! Admitting a voice socket: the documented checks in their documented order, then attaching
+//! the socket to its session.
+
+use std::collections::HashMap;
+
+use blob_proto::llm::v1 as llm;
+use blob_proto::session::v1 as session;
+use tonic::Code;
+
+use super::messages::close;
+use crate::auth::AuthError;
+use crate::state::AppState;
+
+/// Who is connecting, to which session, with what history.
+pub struct Admitted {
+    /// The signed-in parent.
+    pub user_id: String,
+    /// The session as attached.
+    pub session: session::Session,
+    /// The client continues a conversation.
+    pub resumed: bool,
+    /// The exchanges so far.
+    pub turns: Vec<session::ConversationTurn>,
+    /// The child, for Blob's persona.
+    pub child: llm::ChildProfile,
+    /// This socket's epoch: a later socket has a higher one.
+    pub epoch: u32,
+    /// The last sequence number used on this session's events.
+    pub last_event_seq: u64,
+    /// Events after the client's `last_seq`, to send again.
+    pub replay: Vec<session::StoredEvent>,
+    /// Pause, resume, takeover and end signals for this session.
+    pub signals: tonic::Streaming<session::SessionSignal>,
+}
+
+/// A refusal: the close code and its reason.
+pub type Refusal = (u16, &'static str);
+
+/// Checks token, session and owner, in that order, then attaches.
+pub async fn admit(
+    state: &AppState,
+    params: &HashMap<String, String>,
+) -> Result<Admitted, Refusal> {
+    let token =
+        params.get("token").filter(|t| !t.is_empty()).ok_or((close::POLICY, "missing token"))?;
+    let claims = state.tokens.verify(token).map_err(|err| match err {
+        AuthError::Expired => (close::TOKEN_EXPIRED, "token expired"),
+        _ => (close::POLICY, "invalid token"),
+    })?;
+    let session_id = params
+        .get("session_id")
+        .filter(|s| !s.is_empty())
+        .ok_or((close::SESSION_NOT_FOUND, "missing session_id"))?;
+    if claims.sid.as_ref().is_some_and(|sid| sid != session_id) {
+        return Err((close::POLICY, "token is for another session"));
+    }
+    let replay_after_seq = match params.get("last_seq") {
+        None => None,
+        Some(raw) => Some(raw.parse::<u64>().map_err(|_| (close::POLICY, "invalid last_seq"))?),
+    };
+
+    let mut sessions = state.sessions.clone();
+    let stored = sessions
+        .get_session(state.request(session::GetSessionRequest { session_id: session_id.clone() }))
+        .await
+        .map_err(refusal)?
+        .into_inner();
+    if stored.user_id != claims.sub {
+        return Err((close::USER_MISMATCH, "session belongs to another user"));
+    }
+    // Watch before attaching, so no signal after our own attach can be missed.
+    let signals = sessions
+        .watch_session(session::WatchSessionRequest {
+            session_id: session_id.clone(),
+            user_id: claims.sub.clone(),
+        })
+        .await
+        .map_err(refusal)?
+        .into_inner();
+    let attached = sessions
+        .attach_session(state.request(session::AttachSessionRequest {
+            session_id: session_id.clone(),
+            user_id: claims.sub.clone(),
+            replay_after_seq,
+        }))
+        .await
+        .map_err(refusal)?
+        .into_inner();
+    let session = attached.session.ok_or((close::INTERNAL, "session service answered nothing"))?;
+    let child = sessions
+        .get_child(state.request(session::GetChildRequest {
+            user_id: claims.sub.clone(),
+            child_id: session.child_id.clone(),
+        }))
+        .await
+        .map_err(refusal)?
+        .into_inner()
+        .child
+        .map(|c| llm::ChildProfile { name: c.name, grade_level: c.grade_level })
+        .unwrap_or_default();
+    Ok(Admitted {
+        user_id: claims.sub,
+        session,
+        resumed: attached.resumed,
+        turns: attached.turns,
+        child,
+        epoch: attached.epoch,
+        last_event_seq: attached.last_event_seq,
+        replay: attached.replay,
+        signals,
+    })
+}
+
+fn refusal(status: tonic::Status) -> Refusal {
+    match status.code() {
+        Code::NotFound => (close::SESSION_NOT_FOUND, "session not found"),
+        Code::PermissionDenied => (close::USER_MISMATCH, "session belongs to another user"),
+        _ => {
+            tracing::error!(%status, "session-service failed during admission");
+            (close::INTERNAL, "session service unavailable")
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The outbound side of one voice socket.
+//!
+//! Messages are numbered (`meta.seq`, per session) and kept for replay, then queued to a writer
+//! task that owns the socket's sink. The queue is bounded, so a client that reads too slowly
+//! cannot grow the server's memory: acknowledgements may use at most half of it and are dropped
+//! beyond that; every other message waits for room, and if none comes within
+//! [`SLOW_CLIENT_TIMEOUT`] the socket is closed with 4408. Nothing but acknowledgements is ever
+//! dropped.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use blob_proto::session::v1 as session;
+use futures::SinkExt as _;
+use futures::stream::SplitSink;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::messages::Outbound;
+use crate::state::AppState;
+
+/// How long an important message may wait for room in the queue.
+pub const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events buffered towards the replay store.
+const RECORD_QUEUE: usize = 256;
+/// Most events stored in one call.
+const RECORD_BATCH: usize = 64;
+
+/// Why a message could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The socket is gone.
+    Closed,
+    /// The client has not read anything for [`SLOW_CLIENT_TIMEOUT`].
+    TooSlow,
+}
+
+/// The numbered, bounded, recorded outbound queue of one socket.
+pub struct Outbox {
+    queue: mpsc::Sender<Message>,
+    capacity: usize,
+    next_seq: u64,
+    recorder: mpsc::Sender<session::StoredEvent>,
+    dropped_acks: u64,
+    writer: JoinHandle<()>,
+    recorder_task: JoinHandle<()>,
+}
+
+impl Outbox {
+    /// Starts the writer and the recorder; numbering continues after `last_seq`.
+    pub fn start(
+        sink: SplitSink<WebSocket, Message>,
+        capacity: usize,
+        last_seq: u64,
+        state: AppState,
+        session_id: String,
+        user_id: String,
+    ) -> Self {
+        let (queue, rx) = mpsc::channel(capacity);
+        let (recorder, events) = mpsc::channel(RECORD_QUEUE);
+        Self {
+            queue,
+            capacity,
+            next_seq: last_seq + 1,
+            recorder,
+            dropped_acks: 0,
+            writer: tokio::spawn(write(sink, rx)),
+            recorder_task: tokio::spawn(record(state, session_id, user_id, events)),
+        }
+    }
+
+    /// Numbers, records and queues a message.
+    pub async fn send(&mut self, mut message: Outbound) -> Result<(), SendError> {
+        if message.replayable() {
+            message.meta.seq = Some(self.next_seq);
+            self.next_seq += 1;
+        }
+        let json = serde_json::to_string(&message).map_err(|_| SendError::Closed)?;
+        if let Some(seq) = message.meta.seq {
+            let event = session::StoredEvent { seq, json: json.clone() };
+            if self.recorder.try_send(event).is_err() {
+                tracing::warn!(seq, "replay store is behind; event not kept for replay");
+            }
+        }
+        let frame = Message::Text(json.into());
+        if message.droppable() {
+            // Acknowledgements never take more than half of the queue.
+            if self.queue.capacity() <= self.capacity / 2 {
+                self.dropped_acks += 1;
+                return Ok(());
+            }
+            return match self.queue.try_send(frame) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.dropped_acks += 1;
+                    Ok(())
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+            };
+        }
+        self.queue_frame(frame).await
+    }
+
+    /// Queues an already numbered message (a replayed event) as it was first sent.
+    pub async fn send_raw(&mut self, json: String) -> Result<(), SendError> {
+        self.queue_frame(Message::Text(json.into())).await
+    }
+
+    async fn queue_frame(&mut self, frame: Message) -> Result<(), SendError> {
+        match tokio::time::timeout(SLOW_CLIENT_TIMEOUT, self.queue.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(SendError::Closed),
+            Err(_) => Err(SendError::TooSlow),
+        }
+    }
+
+    /// Acknowledgements dropped so far because the client read slowly.
+    pub fn dropped_acks(&self) -> u64 {
+        self.dropped_acks
+    }
+
+    /// Sends the close frame (when given) after everything queued, and waits, bounded, for the
+    /// writer and for the replay store to catch up.
+    pub async fn close(self, close: Option<(u16, &'static str)>) {
+        if let Some((code, reason)) = close {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                self.queue.send(Message::Close(Some(frame))),
+            )
+            .await;
+        }
+        drop(self.queue);
+        drop(self.recorder);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.writer).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.recorder_task).await;
+    }
+}
+
+async fn write(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Message>) {
+    while let Some(message) = queue.recv().await {
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() || closing {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Stores events for replay in order, batching what has piled up.
+async fn record(
+    state: AppState,
+    session_id: String,
+    user_id: String,
+    mut events: mpsc::Receiver<session::StoredEvent>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while events.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let request = state.request(session::RecordEventsRequest {
+            session_id: session_id.clone(),
+            user_id: user_id.clone(),
+            events: std::mem::take(&mut batch),
+        });
+        if let Err(status) = state.sessions.clone().record_events(request).await {
+            tracing::warn!(%status, "could not keep events for replay");
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The voice socket's protocol: takeover, pause and resume both ways, heartbeat, rate limit,
+//! replay by `last_seq`, streamed sentences and barge-in, playback trimming, legacy audio,
+//! frame sequence accounting, and every turn error.
+
+use std::time::Duration;
+
+use blob_proto::session::v1::{GetConversationRequest, GetSessionRequest, SessionState};
+use blob_testkit::audio::{pcm_bytes, read_wav};
+use blob_testkit::client::{Api, VoiceSocket, encode_frame, normalize};
+use blob_testkit::gemini::Script;
+use blob_testkit::paths::speech_clip;
+use blob_testkit::stack::{Stack, StackOptions};
+use reqwest::Method;
+
+const QUICK: Duration = Duration::from_secs(10);
+const TURN: Duration = Duration::from_secs(90);
+
+/// A signed-in parent with a child and the child's session.
+struct Family {
+    api: Api,
+    token: String,
+    session_id: String,
+    conversation_id: String,
+}
+
+async fn family(stack: &Stack, uid: &str) -> Family {
+    let api = Api::new(&stack.http_url());
+    let token = api.exchange(&stack.certs.id_token(uid, &format!("{uid}@example.com"))).await;
+    let child = api.create_child(&token, "Mia", 1).await;
+    let session = api.open_session(&token, &child).await;
+    Family {
+        api,
+        token,
+        session_id: session["session_id"].as_str().unwrap().to_owned(),
+        conversation_id: session["active_conversation_id"].as_str().unwrap().to_owned(),
+    }
+}
+
+impl Family {
+    async fn socket(&self, stack: &Stack) -> VoiceSocket {
+        let mut socket = VoiceSocket::connect(&stack.ws_url(), &self.token, &self.session_id).await;
+        let hello = socket.next_json(QUICK).await.expect("a greeting");
+        assert!(hello["action"].as_str().unwrap().starts_with("session."), "{hello}");
+        socket
+    }
+
+    async fn post(&self, path: &str) -> serde_json::Value {
+        let path = format!("/api/v1/sessions/{}/{path}", self.session_id);
+        let response = self.api.call(Method::POST, &path, Some(&self.token), None).await;
+        response.data().clone()
+    }
+}
+
+fn utterance(name: &str) -> Vec<i16> {
+    read_wav(&speech_clip(&format!("test-audio/{name}.wav")))
+}
+
+fn with_env(extra: Vec<(&'static str, &'static str, String)>) -> StackOptions {
+    StackOptions { extra_env: extra, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_socket_takes_the_session_over() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "takeover").await;
+    let mut first = family.socket(&stack).await;
+    let mut second = VoiceSocket::connect(&stack.ws_url(), &family.token, &family.session_id).await;
+    assert_eq!(second.next_json(QUICK).await.unwrap()["action"], "session.resumed");
+    assert_eq!(first.close_code(QUICK).await, Some(4009));
+
+    // The old socket's close must not suspend the session the new socket holds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored = stack
+        .session_client()
+        .await
+        .get_session(GetSessionRequest { session_id: family.session_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.state, SessionState::Active as i32);
+    second.send_speech(&utterance("utt2"), 100, 1200).await;
+    let stt = second.wait_for("stt_result", TURN).await;
+    assert_eq!(normalize(stt["payload"]["transcript"].as_str().unwrap()), "why is the sky blue");
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_work_from_the_socket_and_from_rest() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "pauser").await;
+    let mut socket = family.socket(&stack).await;
+
+    // Paused from the socket: no audio is used, legacy audio is refused.
+    socket.request("pause", serde_json::json!({}), "p-1").await;
+    let paused = socket.wait_for("session.paused", QUICK).await;
+    assert_eq!(paused["payload"]["session_id"], family.session_id.as_str());
+    let answer = socket.wait_for("pause", QUICK).await;
+    assert_eq!(
+        (answer["type"].as_str(), answer["meta"]["request_id"].as_str()),
+        (Some("response"), Some("p-1"))
+    );
+    socket.request("audio_stream", serde_json::json!({"audio": "AAAA"}), "a-1").await;
+    let refused = socket.wait_for("error", QUICK).await;
+    assert_eq!(refused["payload"]["code"], "SESSION_PAUSED");
+    socket.send_speech(&utterance("utt2"), 100, 1200).await;
+    let ack = socket.wait_for("audio_ack", QUICK).await;
+    assert_eq!(ack["payload"]["buffer_state"], "paused");
+    let rest = family
+        .api
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{}", family.session_id),
+            Some(&family.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (rest.data()["state"].as_str(), rest.data()["paused"].as_bool()),
+        (Some("paused"), Some(true))
+    );
+
+    // Resumed from REST: the live socket hears it and listens again.
+    let resumed = family.post("resume").await;
+    assert_eq!(resumed["paused"], false);
+    let event = socket.wait_for("session.resumed", QUICK).await;
+    assert_eq!(event["payload"]["reason"], "unpaused");
+    assert!(
+        !socket.received.iter().any(|m| m["action"] == "stt_result"),
+        "audio sent while paused was transcribed: {:#?}",
+        socket.received
+    );
+    socket.send_speech(&utterance("utt2"), 100, 1200).await;
+    socket.wait_for("stt_result", TURN).await;
+    socket.wait_for("ai_response", TURN).await;
+
+    // Paused from REST; the pause survives a reconnect.
+    family.post("pause").await;
+    socket.wait_for("session.paused", QUICK).await;
+    socket.close().await;
+    let mut socket = VoiceSocket::connect(&stack.ws_url(), &family.token, &family.session_id).await;
+    let hello = socket.next_json(QUICK).await.unwrap();
+    assert_eq!(
+        (hello["action"].as_str(), hello["payload"]["paused"].as_bool()),
+        (Some("session.resumed"), Some(true))
+    );
+    socket.request("resume", serde_json::json!({}), "r-1").await;
+    assert_eq!(socket.wait_for("resume", QUICK).await["payload"]["paused"], false);
+    socket.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_dropped_after_missed_heartbeats_and_its_session_kept() {
+    let stack = Stack::start(with_env(vec![
+        ("gateway", "WS_HEARTBEAT_INTERVAL_SECONDS", "0.3".into()),
+        ("gateway", "WS_MAX_MISSED_PONGS", "2".into()),
+    ]))
+    .await;
+    let family = family(&stack, "sleepy").await;
+
+    // A client that answers stays connected well past the timeout.
+    let mut lively = family.socket(&stack).await;
+    for _ in 0..6 {
+        let ping = lively.wait_for("ping", QUICK).await;
+        assert_eq!(ping["type"], "request");
+        lively.request("pong", serde_json::json!({}), "hb").await;
+    }
+    lively.close().await;
+
+    let mut silent = family.socket(&stack).await;
+    let started = std::time::Instant::now();
+    assert_eq!(silent.close_code(QUICK).await, Some(4008));
+    assert!(started.elapsed() >= Duration::from_millis(500), "closed too early");
+    assert!(silent.received.iter().any(|m| m["action"] == "ping"));
+    blob_testkit::eventually("the session to be suspended", QUICK, || async {
+        let stored = stack
+            .session_client()
+            .await
+            .get_session(GetSessionRequest { session_id: family.session_id.clone() })
+            .await
+            .ok()?
+            .into_inner();
+        (stored.state == SessionState::Suspended as i32).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_messages_closes_with_4429() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "flooder").await;
+    let mut socket = family.socket(&stack).await;
+    for i in 0..40 {
+        socket.request("ping", serde_json::json!({}), &format!("f-{i}")).await;
+    }
+    assert_eq!(socket.close_code(QUICK).await, Some(4429));
+    let pongs = socket.received.iter().filter(|m| m["action"] == "pong").count();
+    assert!((20..=30).contains(&pongs), "{pongs} pongs before the limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_events_are_replayed_after_last_seq() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "replayer").await;
+    let mut socket = family.socket(&stack).await;
+    socket.send_speech(&utterance("utt1"), 40, 1200).await;
+    let stt = socket.wait_for("stt_result", TURN).await;
+    let reply = socket.wait_for("ai_response", TURN).await;
+    socket.wait_for("conversation.state", QUICK).await; // IDLE
+    socket.close().await;
+
+    let last_seen = stt["meta"]["seq"].as_u64().expect("numbered events");
+    let url = format!(
+        "{}?token={}&session_id={}&last_seq={last_seen}",
+        stack.ws_url(),
+        family.token,
+        family.session_id
+    );
+    let mut socket = VoiceSocket::connect_url(&url).await;
+    let hello = socket.next_json(QUICK).await.unwrap();
+    assert_eq!(hello["action"], "session.resumed");
+    let replayed = hello["payload"]["replayed"].as_u64().unwrap();
+    assert!(replayed >= 3, "{hello}");
+    let mut seqs = Vec::new();
+    let mut replayed_reply = None;
+    for _ in 0..replayed {
+        let event = socket.next_json(QUICK).await.unwrap();
+        seqs.push(event["meta"]["seq"].as_u64().unwrap());
+        if event["action"] == "ai_response" {
+            replayed_reply = Some(event);
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1) && seqs[0] == last_seen + 1, "{seqs:?}");
+    assert_eq!(replayed_reply.as_ref(), Some(&reply), "the reply comes back exactly as sent");
+    assert!(hello["meta"]["seq"].as_u64().unwrap() > *seqs.last().unwrap());
+    socket.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentences_stream_and_barge_in_cancels_the_reply() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "interrupter").await;
+    stack.gemini.push(Script::Slow {
+        chunks: vec![
+            "Once upon a time, a dragon found a shiny egg. ".into(),
+            "It was very warm. The end.".into(),
+        ],
+        pause: Duration::from_secs(30),
+    });
+    let mut socket = family.socket(&stack).await;
+    socket.send_speech(&utterance("utt1"), 40, 1200).await;
+    let stt = socket.wait_for("stt_result", TURN).await;
+    let request_id = stt["meta"]["request_id"].as_str().unwrap().to_owned();
+    let chunk = socket.wait_for("ai_response.chunk", TURN).await;
+    assert_eq!(chunk["payload"]["index"], 0);
+    assert_eq!(chunk["payload"]["text"], "Once upon a time, a dragon found a shiny egg.");
+    assert_eq!(chunk["meta"]["request_id"], request_id.as_str());
+
+    // The child talks over Blob: the reply stops, and only what was sent is kept.
+    socket.send_speech(&utterance("utt2"), 40, 1200).await;
+    let cancelled = socket.wait_for("ai_response.cancelled", TURN).await;
+    assert_eq!(cancelled["payload"]["request_id"], request_id.as_str());
+    assert_eq!(cancelled["payload"]["sent_text"], "Once upon a time, a dragon found a shiny egg.");
+    socket.wait_for("stt_result", TURN).await;
+    socket.wait_for("ai_response", TURN).await;
+    assert!(!socket.received.iter().any(|m| m["action"] == "ai_response" && m["meta"]["request_id"] == request_id.as_str()));
+
+    let contents = stack.gemini.requests()[1].body["contents"].clone();
+    assert_eq!(contents[1]["role"], "model");
+    assert_eq!(contents[1]["parts"][0]["text"], "Once upon a time, a dragon found a shiny egg.");
+    let conversation = stack
+        .session_client()
+        .await
+        .get_conversation(GetConversationRequest {
+            conversation_id: family.conversation_id.clone(),
+            user_id: "interrupter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(conversation.turns[0].interrupted);
+    assert!(!conversation.turns[1].interrupted);
+    socket.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playback_progress_trims_what_blob_said() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "listener").await;
+    let mut socket = family.socket(&stack).await;
+    socket.send_speech(&utterance("utt1"), 40, 1200).await;
+    let reply = socket.wait_for("ai_response", TURN).await;
+    let request_id = reply["meta"]["request_id"].as_str().unwrap();
+    socket
+        .request(
+            "playback.progress",
+            serde_json::json!({"request_id": request_id, "chars_spoken": 16}),
+            "pp-1",
+        )
+        .await;
+    let answer = socket.wait_for("playback.progress", QUICK).await;
+    assert_eq!(answer["payload"]["chars_spoken"], 16);
+    socket
+        .request(
+            "playback.progress",
+            serde_json::json!({"request_id": "nope", "chars_spoken": 1}),
+            "pp-2",
+        )
+        .await;
+    assert_eq!(socket.wait_for("error", QUICK).await["payload"]["code"], "UNKNOWN_TURN");
+
+    socket.send_speech(&utterance("utt2"), 40, 1200).await;
+    socket.wait_for("ai_response", TURN).await;
+    let contents = stack.gemini.requests()[1].body["contents"].clone();
+    assert_eq!(contents[1]["parts"][0]["text"], "Once upon a time");
+    socket.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_audio_and_frame_sequences_are_accounted() {
+    let stack =
+        Stack::start(with_env(vec![("gateway", "LEGACY_BINARY_SUPPORT", "true".into())])).await;
+    let family = family(&stack, "legacy").await;
+    let mut socket = family.socket(&stack).await;
+
+    // Frame sequence accounting: a gap is counted as lost, a late frame is dropped as reordered.
+    let thread = uuid::Uuid::new_v4();
+    let silence = pcm_bytes(&[0i16; 320]);
+    let mut acks = Vec::new();
+    for sequence in [0u32, 1, 5, 3, 6] {
+        socket.send_binary(encode_frame(sequence, thread, &silence)).await;
+        acks.push(socket.wait_for("audio_ack", QUICK).await["payload"].clone());
+    }
+    assert_eq!(acks[2]["lost_frames"], 3);
+    assert_eq!(
+        (acks[3]["buffer_state"].as_str(), acks[3]["reordered_frames"].as_u64()),
+        (Some("late"), Some(1))
+    );
+    assert_eq!(acks[4]["lost_frames"], 3);
+
+    // Raw PCM without the v4 header, accepted with LEGACY_BINARY_SUPPORT.
+    let speech = utterance("utt2");
+    let mut all = speech.clone();
+    all.extend(std::iter::repeat_n(0i16, 1200 * 16));
+    for chunk in all.chunks(1600) {
+        socket.send_binary(pcm_bytes(chunk)).await;
+    }
+    let stt = socket.wait_for("stt_result", TURN).await;
+    assert_eq!(normalize(stt["payload"]["transcript"].as_str().unwrap()), "why is the sky blue");
+    socket.wait_for("ai_response", TURN).await;
+
+    // JSON audio_stream with base64 PCM.
+    use base64::Engine as _;
+    for chunk in utterance("utt1").chunks(1600).chain(std::iter::repeat_n(&[0i16; 1600][..], 12)) {
+        let audio = base64::engine::general_purpose::STANDARD.encode(pcm_bytes(chunk));
+        socket.request("audio_stream", serde_json::json!({"audio": audio}), "as").await;
+        tokio::time::sleep(Duration::from_millis(45)).await; // within the message rate limit
+    }
+    let stt = socket.wait_for("stt_result", TURN).await;
+    assert_eq!(
+        normalize(stt["payload"]["transcript"].as_str().unwrap()),
+        "tell me a story about a dragon"
+    );
+    socket.request("audio_stream", serde_json::json!({"audio": "%%%"}), "bad").await;
+    assert_eq!(socket.wait_for("error", QUICK).await["payload"]["code"], "INVALID_AUDIO");
+    socket.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_failures_become_error_events_and_the_socket_stays() {
+    let stack =
+        Stack::start(with_env(vec![("llm-service", "LLM_TIMEOUT_SECONDS", "2".into())])).await;
+    let family = family(&stack, "unlucky").await;
+    let mut socket = family.socket(&stack).await;
+
+    stack.gemini.push(Script::Fail(503));
+    socket.send_speech(&utterance("utt2"), 100, 1200).await;
+    let error = socket.wait_for("error", TURN).await;
+    assert_eq!(error["payload"]["code"], "LLM_UNAVAILABLE");
+    assert!(error["meta"]["request_id"].is_string());
+
+    stack.gemini.push(Script::Slow {
+        chunks: vec!["Hmm".into(), "...".into()],
+        pause: Duration::from_secs(10),
+    });
+    socket.send_speech(&utterance("utt2"), 100, 1200).await;
+    socket.wait_for("stt_result", TURN).await;
+    let error = socket.wait_for("error", TURN).await;
+    assert_eq!(error["payload"]["code"], "LLM_TIMEOUT");
+
+    // The socket is still good for the next turn.
+    socket.send_speech(&utterance("utt2"), 100, 1200).await;
+    socket.wait_for("ai_response", TURN).await;
+    socket.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_store_or_recogniser_is_reported() {
+    let mut stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "unlucky2").await;
+    let mut socket = family.socket(&stack).await;
+
+    // The store dies while Blob is answering: the answer arrives, the save failure is reported.
+    stack.gemini.push(Script::Slow {
+        chunks: vec!["The sky is blue because of sunlight. ".into(), "Isn't that neat?".into()],
+        pause: Duration::from_secs(2),
+    });
+    socket.send_speech(&utterance("utt2"), 100, 1200).await;
+    socket.wait_for("ai_response.chunk", TURN).await;
+    stack.redis.stop();
+    socket.wait_for("ai_response", TURN).await;
+    assert_eq!(socket.wait_for("error", TURN).await["payload"]["code"], "STATE_UNAVAILABLE");
+    stack.redis.restart().await;
+
+    // The recogniser dies: an error event, then 1011.
+    stack.process("stt-service").kill();
+    socket.send_speech(&utterance("utt2"), 100, 200).await;
+    let error = socket.wait_for("error", QUICK).await;
+    assert_eq!(error["payload"]["code"], "STT_UNAVAILABLE");
+    assert_eq!(socket.close_code(QUICK).await, Some(1011));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_moves_the_conversation_to_another_gateway() {
+    let mut stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "mover").await;
+    let mut socket = family.socket(&stack).await;
+    socket.send_speech(&utterance("utt1"), 40, 1200).await;
+    socket.wait_for("ai_response", TURN).await;
+
+    let second_port = stack.start_another_gateway().await;
+    let status =
+        tokio::task::block_in_place(|| stack.process("gateway").terminate(Duration::from_secs(20)));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert_eq!(socket.close_code(QUICK).await, Some(1001));
+
+    let ws = format!("ws://127.0.0.1:{second_port}/ws/voice");
+    let mut socket = VoiceSocket::connect(&ws, &family.token, &family.session_id).await;
+    let hello = socket.next_json(QUICK).await.unwrap();
+    assert_eq!(
+        (hello["action"].as_str(), hello["payload"]["resumed_turns_count"].as_u64()),
+        (Some("session.resumed"), Some(1))
+    );
+    socket.send_speech(&utterance("utt2"), 100, 1200).await;
+    socket.wait_for("ai_response", TURN).await;
+    let contents = stack.gemini.requests()[1].body["contents"].clone();
+    assert_eq!(
+        normalize(contents[0]["parts"][0]["text"].as_str().unwrap()),
+        "tell me a story about a dragon"
+    );
+    socket.close().await;
+}
