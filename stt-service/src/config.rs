@@ -19,6 +19,9 @@ pub struct Config {
     pub language: String,
     /// `STT_WORKERS` (default: the number of cores): transcriptions run at once.
     pub workers: usize,
+    /// `STT_QUEUE_DEPTH` (default: `STT_WORKERS`): utterances that may wait for a worker; when
+    /// it is full, streams get `RESOURCE_EXHAUSTED`.
+    pub queue_depth: usize,
     /// `STT_THREADS` (default 1): threads per transcription.
     pub threads: usize,
     /// `STT_MIN_SECONDS` (default 1.0): shorter speech is rejected as `too_short`.
@@ -43,6 +46,7 @@ impl Config {
             PathBuf::from(env.string("WHISPER_MODEL_PATH", "models/ggml-base-q8_0.bin"));
         let language = env.string("STT_LANGUAGE", "en");
         let workers = env.parse("STT_WORKERS", cores);
+        let queue_depth = env.parse("STT_QUEUE_DEPTH", workers);
         let threads = env.parse("STT_THREADS", 1usize);
         let min_seconds = env.parse("STT_MIN_SECONDS", 1.0f64);
         let confidence_threshold = env.parse("STT_CONFIDENCE_THRESHOLD", 0.6f32);
@@ -79,6 +83,7 @@ impl Config {
             model_path,
             language,
             workers,
+            queue_depth,
             threads,
             min_speech: Duration::from_secs_f64(min_seconds),
             confidence_threshold,

@@ -33,10 +33,24 @@ pub struct Transcript {
     pub inference_ms: u32,
 }
 
+/// Why an utterance was not transcribed.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscribeError {
+    /// Every worker is busy and the queue is full: the caller should shed the load.
+    #[error("all workers busy and the queue is full")]
+    Busy,
+    /// The recogniser failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 /// Shared recogniser. Cheap to share behind an `Arc`.
 pub struct Engine {
     context: WhisperContext,
     states: Mutex<Vec<WhisperState>>,
+    /// Utterances admitted: running plus queued.
+    admitted: Semaphore,
+    /// Utterances running.
     permits: Semaphore,
     threads: usize,
     language: String,
@@ -49,10 +63,12 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Loads the model and makes `workers` decoder states.
+    /// Loads the model and makes `workers` decoder states; at most `queue_depth` more utterances
+    /// may wait for a worker.
     pub fn load(
         model: &Path,
         workers: usize,
+        queue_depth: usize,
         threads: usize,
         language: &str,
     ) -> anyhow::Result<Self> {
@@ -66,14 +82,20 @@ impl Engine {
         Ok(Self {
             context,
             states: Mutex::new(states),
+            admitted: Semaphore::new(workers + queue_depth),
             permits: Semaphore::new(workers),
             threads,
             language: language.to_owned(),
         })
     }
 
-    /// Transcribes 16 kHz mono PCM. Waits for a free worker, then runs on a blocking thread.
-    pub async fn transcribe(self: &Arc<Self>, pcm: Vec<i16>) -> anyhow::Result<Transcript> {
+    /// Transcribes 16 kHz mono PCM: [`TranscribeError::Busy`] at once when the queue is full,
+    /// else waits for a free worker and runs on a blocking thread.
+    pub async fn transcribe(
+        self: &Arc<Self>,
+        pcm: Vec<i16>,
+    ) -> Result<Transcript, TranscribeError> {
+        let _admitted = self.admitted.try_acquire().map_err(|_| TranscribeError::Busy)?;
         let _permit = self.permits.acquire().await.context("engine closed")?;
         let engine = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
@@ -91,6 +113,7 @@ impl Engine {
         })
         .await
         .context("transcription task failed")?
+        .map_err(TranscribeError::Failed)
     }
 
     fn run(&self, state: &mut WhisperState, pcm: &[i16]) -> anyhow::Result<Transcript> {

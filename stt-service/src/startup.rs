@@ -23,15 +23,18 @@ impl Application {
     /// Loads the whisper model and binds the gRPC listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
-        let (path, workers, threads, language) =
-            (config.model_path.clone(), config.workers, config.threads, config.language.clone());
-        let engine =
-            tokio::task::spawn_blocking(move || Engine::load(&path, workers, threads, &language))
-                .await
-                .context("model loading task failed")??;
+        let (path, workers, queue, threads) =
+            (config.model_path.clone(), config.workers, config.queue_depth, config.threads);
+        let language = config.language.clone();
+        let engine = tokio::task::spawn_blocking(move || {
+            Engine::load(&path, workers, queue, threads, &language)
+        })
+        .await
+        .context("model loading task failed")??;
         tracing::info!(
             model = %config.model_path.display(),
             workers = config.workers,
+            queue_depth = config.queue_depth,
             threads = config.threads,
             load_ms = started.elapsed().as_millis() as u64,
             "whisper model loaded"

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, TranscribeError};
 use crate::vad::{SAMPLE_RATE, SegmentEvent, Segmenter, SegmenterConfig, Utterance, decode_pcm};
 
 /// Largest audio chunk accepted in one message (1 s of audio).
@@ -64,8 +64,11 @@ pub async fn run<S>(
         let message = match inbound.next().await {
             None => break,
             Some(Err(status)) => {
-                tracing::debug!(%status, "client stream ended with an error");
-                break;
+                // Cancelled by the client (its socket closed, or it paused): nothing more to do.
+                tracing::debug!(%status, "client stream cancelled");
+                drop(work_tx);
+                worker.abort();
+                return;
             }
             Some(Ok(request)) => request.message,
         };
@@ -178,26 +181,42 @@ async fn transcribe_in_order(
     events: EventSender,
 ) {
     while let Some((utterance_id, utterance)) = work.recv().await {
-        let event = judge(&engine, &settings, utterance).await;
-        let event = TranscribeEvent { utterance_id, event: Some(event) };
-        if events.send(Ok(event)).await.is_err() {
+        if events.is_closed() {
+            // The client went away: its queued utterances are not worth a worker.
             return;
+        }
+        match judge(&engine, &settings, utterance).await {
+            Ok(event) => {
+                let event = TranscribeEvent { utterance_id, event: Some(event) };
+                if events.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+            Err(status) => {
+                let _ = events.send(Err(status)).await;
+                return;
+            }
         }
     }
 }
 
-/// Transcribes one utterance, or rejects it with the numbers that decided it.
-async fn judge(engine: &Arc<Engine>, settings: &StreamSettings, utterance: Utterance) -> Event {
+/// Transcribes one utterance, or rejects it with the numbers that decided it; a saturated
+/// engine ends the stream with `RESOURCE_EXHAUSTED`.
+async fn judge(
+    engine: &Arc<Engine>,
+    settings: &StreamSettings,
+    utterance: Utterance,
+) -> Result<Event, Status> {
     let duration_ms = samples_ms(utterance.samples.len());
     let reject = |reason: pb::RejectReason, detail: String, confidence: f32| {
         tracing::info!(?reason, %detail, duration_ms, "utterance rejected");
-        Event::Rejected(pb::Rejected {
+        Ok(Event::Rejected(pb::Rejected {
             reason: reason.into(),
             detail,
             duration_ms,
             confidence,
             rms: utterance.rms,
-        })
+        }))
     };
     if u128::from(utterance.speech_ms) < settings.min_speech.as_millis() {
         return reject(
@@ -212,7 +231,11 @@ async fn judge(engine: &Arc<Engine>, settings: &StreamSettings, utterance: Utter
     }
     let transcript = match engine.transcribe(utterance.samples.clone()).await {
         Ok(transcript) => transcript,
-        Err(err) => {
+        Err(TranscribeError::Busy) => {
+            tracing::warn!(duration_ms, "recogniser saturated; shedding the stream");
+            return Err(ErrorKind::ResourceExhausted.status("speech recognition is busy"));
+        }
+        Err(TranscribeError::Failed(err)) => {
             tracing::error!(error = %format!("{err:#}"), "transcription failed");
             return reject(pb::RejectReason::Unspecified, "recogniser failed".into(), 0.0);
         }
@@ -242,13 +265,13 @@ async fn judge(engine: &Arc<Engine>, settings: &StreamSettings, utterance: Utter
             transcript.confidence,
         );
     }
-    Event::FinalTranscript(pb::FinalTranscript {
+    Ok(Event::FinalTranscript(pb::FinalTranscript {
         text: transcript.text,
         confidence: transcript.confidence,
         language: transcript.language,
         duration_ms,
         inference_ms: transcript.inference_ms,
-    })
+    }))
 }
 
 fn samples_ms(samples: usize) -> u32 {

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use blob_proto::session::v1 as session;
-use futures::SinkExt as _;
 use futures::stream::SplitSink;
+use futures::stream::SplitStream;
+use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -21,6 +22,9 @@ use crate::state::AppState;
 
 /// How long an important message may wait for room in the queue.
 pub const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closed socket's writer may wait for a client that stopped reading before the
+/// connection is cut.
+const WRITER_GRACE: Duration = Duration::from_secs(30);
 /// Events buffered towards the replay store.
 const RECORD_QUEUE: usize = 256;
 /// Most events stored in one call.
@@ -38,6 +42,8 @@ pub enum SendError {
 /// The numbered, bounded, recorded outbound queue of one socket.
 pub struct Outbox {
     queue: mpsc::Sender<Message>,
+    /// A close frame that jumps the queue (when the queue is full).
+    urgent: mpsc::Sender<Message>,
     capacity: usize,
     next_seq: u64,
     recorder: mpsc::Sender<session::StoredEvent>,
@@ -57,14 +63,16 @@ impl Outbox {
         user_id: String,
     ) -> Self {
         let (queue, rx) = mpsc::channel(capacity);
+        let (urgent, urgent_rx) = mpsc::channel(1);
         let (recorder, events) = mpsc::channel(RECORD_QUEUE);
         Self {
             queue,
+            urgent,
             capacity,
             next_seq: last_seq + 1,
             recorder,
             dropped_acks: 0,
-            writer: tokio::spawn(write(sink, rx)),
+            writer: tokio::spawn(write(sink, rx, urgent_rx)),
             recorder_task: tokio::spawn(record(state, session_id, user_id, events)),
         }
     }
@@ -119,26 +127,61 @@ impl Outbox {
         self.dropped_acks
     }
 
-    /// Sends the close frame (when given) after everything queued, and waits, bounded, for the
-    /// writer and for the replay store to catch up.
-    pub async fn close(self, close: Option<(u16, &'static str)>) {
+    /// Sends the close frame (when given) after everything queued, or ahead of it when the
+    /// queue is full, and waits, bounded, for the writer and for the replay store to catch up.
+    ///
+    /// The socket then lingers in the background: it reads on until the client answers the
+    /// close, because closing a connection with unread data makes the kernel reset it, which
+    /// would destroy the close frame still in flight. A client that reads nothing is cut off
+    /// after [`WRITER_GRACE`].
+    pub async fn close(
+        self,
+        close: Option<(u16, &'static str)>,
+        mut reader: SplitStream<WebSocket>,
+    ) {
         if let Some((code, reason)) = close {
-            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                self.queue.send(Message::Close(Some(frame))),
-            )
-            .await;
+            let frame =
+                Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+            if let Err(mpsc::error::TrySendError::Full(frame)) = self.queue.try_send(frame) {
+                let _ = self.urgent.try_send(frame);
+            }
         }
         drop(self.queue);
+        drop(self.urgent);
         drop(self.recorder);
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.writer).await;
+        let mut writer = self.writer;
+        let lingering = tokio::spawn(async move {
+            let finish = async {
+                let _ = (&mut writer).await;
+                while let Some(Ok(message)) = reader.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            if tokio::time::timeout(WRITER_GRACE, finish).await.is_err() {
+                writer.abort();
+            }
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(2), lingering).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.recorder_task).await;
     }
 }
 
-async fn write(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Message>) {
-    while let Some(message) = queue.recv().await {
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Message>,
+    mut urgent: mpsc::Receiver<Message>,
+) {
+    loop {
+        let message = tokio::select! {
+            biased;
+            Some(close) = urgent.recv() => close,
+            message = queue.recv() => match message {
+                Some(message) => message,
+                None => break,
+            },
+        };
         let closing = matches!(message, Message::Close(_));
         if sink.send(message).await.is_err() || closing {
             break;

@@ -226,7 +226,7 @@ impl Connection {
             Ok(()) => connection.serve(&mut sources).await,
             Err(stop) => stop,
         };
-        connection.finish(stop).await;
+        connection.finish(stop, sources.reader).await;
     }
 
     async fn greet(
@@ -814,7 +814,7 @@ impl Connection {
     }
 
     /// Cancels work in flight, suspends the session (unless a newer socket holds it), closes.
-    async fn finish(mut self, stop: Stop) {
+    async fn finish(mut self, stop: Stop, reader: SplitStream<WebSocket>) {
         if let Some(active) = self.active.take() {
             active.task.abort();
         }
@@ -842,7 +842,7 @@ impl Connection {
                 "audio and ack losses on this socket"
             );
         }
-        self.outbox.close(stop).await;
+        self.outbox.close(stop, reader).await;
     }
 }
 

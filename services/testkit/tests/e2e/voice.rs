@@ -449,3 +449,108 @@ async fn sigterm_moves_the_conversation_to_another_gateway() {
     );
     socket.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_the_session_closes_its_socket_with_1000() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "ender").await;
+    let mut socket = family.socket(&stack).await;
+    let ended = family.post("end").await;
+    assert_eq!(ended["state"], "ended");
+    assert_eq!(socket.close_code(QUICK).await, Some(1000));
+    let gone = family
+        .api
+        .call(
+            Method::GET,
+            &format!("/api/v1/sessions/{}", family.session_id),
+            Some(&family.token),
+            None,
+        )
+        .await;
+    assert_eq!((gone.status, gone.error_code()), (404, "NOT_FOUND"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_with_4408() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let stack = Stack::start(with_env(vec![
+        ("gateway", "WS_OUTBOUND_QUEUE", "16".into()),
+        ("gateway", "WS_MAX_MESSAGES_PER_SECOND", "100000".into()),
+    ]))
+    .await;
+    let family = family(&stack, "reader").await;
+    let url = format!("{}?token={}&session_id={}", stack.ws_url(), family.token, family.session_id);
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut sink, mut stream) = socket.split();
+
+    // Ask for far more answers than the socket buffers hold, and read none of them.
+    let big_id = "x".repeat(60_000);
+    let writer = tokio::spawn(async move {
+        for _ in 0..400 {
+            let ping = serde_json::json!({
+                "type": "request", "action": "ping", "payload": {}, "meta": { "request_id": big_id },
+            });
+            if sink.send(Message::Text(ping.to_string().into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    // Reading again, the client finds the answers that fitted, then the close.
+    let mut pongs = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(20), stream.next()).await.expect("a message")
+        {
+            Some(Ok(Message::Text(_))) => pongs += 1,
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(err)) => panic!("after {pongs} answers: {err}"),
+            None => break None,
+        }
+    };
+    writer.abort();
+    assert_eq!(code, Some(4408), "after {pongs} answers");
+    assert!(pongs > 16, "only {pongs} answers before the close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_recogniser_sheds_load_with_stt_busy() {
+    let stack = Stack::start(with_env(vec![
+        ("stt-service", "STT_WORKERS", "1".into()),
+        ("stt-service", "STT_QUEUE_DEPTH", "0".into()),
+    ]))
+    .await;
+    let families = [family(&stack, "busy-a").await, family(&stack, "busy-b").await];
+    let mut sockets = Vec::new();
+    for family in &families {
+        sockets.push(family.socket(&stack).await);
+    }
+    // Both children finish a long sentence at the same moment; one recogniser, no queue.
+    let speech = utterance("utt4");
+    let (first, second) = sockets.split_at_mut(1);
+    tokio::join!(
+        first[0].send_speech(&speech, 100, 1200),
+        second[0].send_speech(&speech, 100, 1200)
+    );
+    let outcomes = futures::future::join_all(sockets.iter_mut().map(|socket| async move {
+        loop {
+            let message = socket.next_json(TURN).await.expect("socket stays open");
+            match (message["action"].as_str(), message["payload"]["code"].as_str()) {
+                (Some("stt_result"), _) => return "transcribed",
+                (Some("error"), Some("STT_BUSY")) => return "busy",
+                _ => {}
+            }
+        }
+    }))
+    .await;
+    assert!(outcomes.contains(&"busy") && outcomes.contains(&"transcribed"), "{outcomes:?}");
+
+    // The shed socket keeps working once the recogniser is free.
+    let shed = outcomes.iter().position(|o| *o == "busy").unwrap();
+    sockets[shed].send_speech(&utterance("utt2"), 100, 1200).await;
+    let stt = sockets[shed].wait_for("stt_result", TURN).await;
+    assert_eq!(normalize(stt["payload"]["transcript"].as_str().unwrap()), "why is the sky blue");
+}
