@@ -37,6 +37,8 @@ pub struct TtsHint {
 pub struct Config {
     /// `GATEWAY_HTTP_ADDR`: REST and WebSocket listener.
     pub http_addr: SocketAddr,
+    /// `ADMIN_ADDR`: metrics and health (default `127.0.0.1:9100`).
+    pub admin_addr: SocketAddr,
     /// `SESSION_SERVICE_URL`.
     pub session_service_url: String,
     /// `STT_SERVICE_URL`.
@@ -99,6 +101,7 @@ impl Config {
     /// Reads and validates the given variables, reporting every problem at once.
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let http_addr = env.parse("GATEWAY_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let admin_addr = env.parse("ADMIN_ADDR", SocketAddr::from(([127, 0, 0, 1], 9100)));
         let session_service_url = env.string("SESSION_SERVICE_URL", "http://127.0.0.1:50053");
         let stt_service_url = env.string("STT_SERVICE_URL", "http://127.0.0.1:50051");
         let llm_service_url = env.string("LLM_SERVICE_URL", "http://127.0.0.1:50052");
@@ -192,6 +195,7 @@ impl Config {
         env.finish()?;
         Ok(Self {
             http_addr,
+            admin_addr,
             session_service_url,
             stt_service_url,
             llm_service_url,

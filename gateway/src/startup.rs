@@ -25,9 +25,13 @@ use crate::auth::dev;
 use crate::auth::firebase::{CertSource, FirebaseVerifier, RemoteCerts};
 use crate::config::{AuthProvider, Config};
 use crate::envelope::{self, ApiError, ErrorCode};
+use crate::metrics::GatewayMetrics;
 use crate::routes;
 use crate::state::AppState;
 use crate::ws::voice::voice_socket;
+use blob_kit::admin::Readiness;
+use prometheus_client::registry::Registry;
+use tonic_health::pb::health_client::HealthClient;
 
 /// Largest REST request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -39,6 +43,7 @@ pub struct Application {
     router: Router,
     shutdown: CancellationToken,
     sockets: TaskTracker,
+    readiness: Readiness,
 }
 
 impl Application {
@@ -61,30 +66,42 @@ impl Application {
                 dev::cert_source().map_err(anyhow::Error::msg)?
             }
         };
+        let mut registry = Registry::with_prefix("blob");
+        let metrics = GatewayMetrics::register(&mut registry);
+        let readiness = Readiness::default();
+        blob_kit::admin::spawn(
+            config.admin_addr,
+            Arc::new(registry),
+            readiness.clone(),
+            std::future::pending(),
+        )
+        .await?;
+        let session_channel = traced(lazy_channel(&config.session_service_url, CONNECT_TIMEOUT)?);
+        let stt_channel = traced(lazy_channel(&config.stt_service_url, CONNECT_TIMEOUT)?);
+        let llm_channel = traced(lazy_channel(&config.llm_service_url, CONNECT_TIMEOUT)?);
         let state = AppState {
             firebase: Arc::new(FirebaseVerifier::new(config.firebase_project_id.clone(), source)),
             tokens: Arc::new(BackendTokens::new(&config.jwt_secret, config.jwt_ttl)),
-            sessions: SessionStoreClient::new(traced(lazy_channel(
-                &config.session_service_url,
-                CONNECT_TIMEOUT,
-            )?)),
-            stt: SpeechToTextClient::new(traced(lazy_channel(
-                &config.stt_service_url,
-                CONNECT_TIMEOUT,
-            )?)),
-            llm: CompanionClient::new(traced(lazy_channel(
-                &config.llm_service_url,
-                CONNECT_TIMEOUT,
-            )?)),
+            downstream_health: vec![
+                ("session-service", HealthClient::new(session_channel.clone())),
+                ("stt-service", HealthClient::new(stt_channel.clone())),
+                ("llm-service", HealthClient::new(llm_channel.clone())),
+            ],
+            sessions: SessionStoreClient::new(session_channel),
+            stt: SpeechToTextClient::new(stt_channel),
+            llm: CompanionClient::new(llm_channel),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
+            metrics,
+            readiness,
         };
         let listener = TcpListener::bind(state.config.http_addr)
             .await
             .with_context(|| format!("binding GATEWAY_HTTP_ADDR {}", state.config.http_addr))?;
         let (shutdown, sockets) = (state.shutdown.clone(), state.sockets.clone());
-        Ok(Self { listener, router: router(state), shutdown, sockets })
+        let readiness = state.readiness.clone();
+        Ok(Self { listener, router: router(state), shutdown, sockets, readiness })
     }
 
     /// The bound address (useful when the configured port was 0).
@@ -100,9 +117,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "gateway listening");
+        self.readiness.set(true);
         let token = self.shutdown.clone();
+        let readiness = self.readiness.clone();
         tokio::spawn(async move {
             shutdown.await;
+            // Readiness fails first, so the load balancer stops sending new sockets.
+            readiness.set(false);
             token.cancel();
         });
         let stopping = self.shutdown.clone();
@@ -154,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{session_id}/end", post(routes::sessions::end_session));
     Router::new()
         .route("/health", get(routes::health::health))
+        .route("/health/ready", get(routes::health::ready))
         .route("/ws/voice", get(voice_socket))
         .nest("/api/v1", api)
         .fallback(envelope::not_found)

@@ -6,6 +6,7 @@ use blob_kit::grpc::TracedChannel;
 use blob_proto::llm::v1::companion_client::CompanionClient;
 use blob_proto::session::v1::session_store_client::SessionStoreClient;
 use blob_proto::stt::v1::speech_to_text_client::SpeechToTextClient;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::auth::backend::BackendTokens;
 use crate::auth::firebase::FirebaseVerifier;
@@ -30,6 +31,12 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Every live voice socket, so shutdown can wait for them to finish suspending.
     pub sockets: tokio_util::task::TaskTracker,
+    /// Metrics served on the admin port.
+    pub metrics: crate::metrics::GatewayMetrics,
+    /// False while starting and once shutting down.
+    pub readiness: blob_kit::admin::Readiness,
+    /// gRPC health of the services behind the gateway, by name.
+    pub downstream_health: Vec<(&'static str, HealthClient<TracedChannel>)>,
 }
 
 impl AppState {

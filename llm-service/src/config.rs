@@ -40,6 +40,8 @@ pub struct GeminiConfig {
 pub struct Config {
     /// `LLM_GRPC_ADDR`.
     pub grpc_addr: SocketAddr,
+    /// `ADMIN_ADDR`: metrics and health (default `127.0.0.1:9102`).
+    pub admin_addr: SocketAddr,
     /// The provider and its settings.
     pub provider: ProviderConfig,
     /// `LLM_TIMEOUT_SECONDS` (default 20): the longest a whole reply may take.
@@ -55,6 +57,7 @@ impl Config {
     /// Reads and validates the given variables, reporting every problem at once.
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let grpc_addr = env.parse("LLM_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50052)));
+        let admin_addr = env.parse("ADMIN_ADDR", SocketAddr::from(([127, 0, 0, 1], 9102)));
         let bypass = env.flag("BYPASSLLM", false);
         let provider_name = env.string("LLM_PROVIDER", "gemini").to_ascii_lowercase();
         let api_key = env.secret("GOOGLE_API_KEY");
@@ -93,7 +96,7 @@ impl Config {
             ProviderConfig::Bypass
         };
         env.finish()?;
-        Ok(Self { grpc_addr, provider, timeout: Duration::from_secs(timeout) })
+        Ok(Self { grpc_addr, admin_addr, provider, timeout: Duration::from_secs(timeout) })
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod bypass;
 pub mod config;
 pub mod gemini;
+pub mod metrics;
 pub mod persona;
 pub mod provider;
 pub mod service;

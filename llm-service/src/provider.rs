@@ -23,6 +23,16 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The metric label of this error.
+    pub fn metric_kind(&self) -> &'static str {
+        match self {
+            Self::RateLimited(_) => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Timeout(_) => "timeout",
+            Self::Rejected(_) => "rejected",
+        }
+    }
+
     /// The error table's kind for this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use crate::metrics::LlmMetrics;
 use crate::provider::ReplyProvider;
 
 /// Longest child utterance accepted, in bytes.
@@ -23,12 +24,13 @@ const MAX_USER_TEXT_BYTES: usize = 4 * 1024;
 pub struct CompanionService {
     provider: Arc<dyn ReplyProvider>,
     timeout: Duration,
+    metrics: LlmMetrics,
 }
 
 impl CompanionService {
     /// A service that gives each reply at most `timeout`.
-    pub fn new(provider: Arc<dyn ReplyProvider>, timeout: Duration) -> Self {
-        Self { provider, timeout }
+    pub fn new(provider: Arc<dyn ReplyProvider>, timeout: Duration, metrics: LlmMetrics) -> Self {
+        Self { provider, timeout, metrics }
     }
 }
 
@@ -60,14 +62,19 @@ impl Companion for CompanionService {
         let mut text_stream = tokio::time::timeout_at(deadline, self.provider.reply(&request))
             .instrument(span.clone())
             .await
-            .map_err(|_| ErrorKind::DeadlineExceeded.status("the model took too long"))?
+            .map_err(|_| {
+                self.metrics.error("timeout");
+                ErrorKind::DeadlineExceeded.status("the model took too long")
+            })?
             .map_err(|err| {
+                self.metrics.error(err.metric_kind());
                 tracing::warn!(parent: &span, error = %err, "provider failed");
                 err.kind().status(format!("the model could not answer: {}", err.kind_label()))
             })?;
 
         let (tx, rx) = tokio::sync::mpsc::channel(32);
         let model = self.provider.model().to_owned();
+        let metrics = self.metrics.clone();
         tokio::spawn(
             async move {
                 let mut full = String::new();
@@ -75,6 +82,7 @@ impl Companion for CompanionService {
                     let next = match tokio::time::timeout_at(deadline, text_stream.next()).await {
                         Ok(next) => next,
                         Err(_) => {
+                            metrics.error("timeout");
                             let status =
                                 ErrorKind::DeadlineExceeded.status("the model took too long");
                             let _ = tx.send(Err(status)).await;
@@ -86,6 +94,7 @@ impl Companion for CompanionService {
                             if full.is_empty() {
                                 tracing::Span::current()
                                     .record("ttft_ms", started.elapsed().as_millis() as u64);
+                                metrics.first_token.observe(started.elapsed().as_secs_f64());
                             }
                             full.push_str(&text);
                             let event =
@@ -96,6 +105,7 @@ impl Companion for CompanionService {
                             }
                         }
                         Some(Err(err)) => {
+                            metrics.error(err.metric_kind());
                             tracing::warn!(error = %err, "provider failed mid-reply");
                             let status = err.kind().status(format!(
                                 "the model could not answer: {}",
@@ -109,6 +119,8 @@ impl Companion for CompanionService {
                 }
                 let full = full.trim().to_owned();
                 tracing::Span::current().record("chars", full.chars().count() as u64);
+                metrics.replies.inc();
+                metrics.reply.observe(started.elapsed().as_secs_f64());
                 let event = ReplyEvent {
                     event: Some(Event::Final(ReplyFinal {
                         text: full,

@@ -9,9 +9,13 @@ use anyhow::Context as _;
 use blob_proto::llm::v1::companion_server::CompanionServer;
 use tokio::net::TcpListener;
 
+use blob_kit::admin::Readiness;
+use prometheus_client::registry::Registry;
+
 use crate::bypass::BypassProvider;
 use crate::config::{Config, ProviderConfig};
 use crate::gemini::GeminiProvider;
+use crate::metrics::LlmMetrics;
 use crate::provider::ReplyProvider;
 use crate::service::CompanionService;
 
@@ -19,11 +23,22 @@ use crate::service::CompanionService;
 pub struct Application {
     listener: TcpListener,
     service: CompanionService,
+    readiness: Readiness,
 }
 
 impl Application {
     /// Builds the provider and binds the gRPC listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let mut registry = Registry::with_prefix("blob");
+        let metrics = LlmMetrics::register(&mut registry);
+        let readiness = Readiness::default();
+        blob_kit::admin::spawn(
+            config.admin_addr,
+            Arc::new(registry),
+            readiness.clone(),
+            std::future::pending(),
+        )
+        .await?;
         let provider: Arc<dyn ReplyProvider> = match config.provider {
             ProviderConfig::Bypass => {
                 tracing::warn!("BYPASSLLM: every reply is the same fixed sentence");
@@ -42,7 +57,11 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding LLM_GRPC_ADDR {}", config.grpc_addr))?;
-        Ok(Self { listener, service: CompanionService::new(provider, config.timeout) })
+        Ok(Self {
+            listener,
+            service: CompanionService::new(provider, config.timeout, metrics),
+            readiness,
+        })
     }
 
     /// The bound address (useful when the configured port was 0).
@@ -58,6 +77,12 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "llm-service listening");
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(CompanionServer::new(self.service));
+        self.readiness.set(true);
+        let readiness = self.readiness.clone();
+        let shutdown = async move {
+            shutdown.await;
+            readiness.set(false);
+        };
         blob_kit::grpc::serve(
             self.listener,
             routes,

@@ -18,6 +18,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, Script};
 
 use crate::config::Ttls;
+use crate::metrics::SessionMetrics;
 use crate::record::{ConversationRecord, SessionRecord, TurnRecord, now_rfc3339};
 
 /// What can go wrong with hot state.
@@ -100,6 +101,7 @@ pub const MAX_EVENTS: usize = 200;
 pub struct HotStore {
     redis: ConnectionManager,
     ttl: Ttls,
+    metrics: SessionMetrics,
     open: Script,
     transition: Script,
     append: Script,
@@ -117,11 +119,12 @@ pub struct EventRecord {
 }
 
 impl HotStore {
-    /// Wraps a connection manager.
-    pub fn new(redis: ConnectionManager, ttl: Ttls) -> Self {
+    /// Wraps a connection manager; operations are timed into `metrics`.
+    pub fn new(redis: ConnectionManager, ttl: Ttls, metrics: SessionMetrics) -> Self {
         Self {
             redis,
             ttl,
+            metrics,
             open: Script::new(include_str!("lua/open.lua")),
             transition: Script::new(include_str!("lua/transition.lua")),
             append: Script::new(include_str!("lua/append.lua")),
@@ -142,6 +145,7 @@ impl HotStore {
         child_id: &str,
         mode: &str,
     ) -> Result<(OpenOutcome, SessionRecord), HotError> {
+        let _timer = self.metrics.time("open");
         let now = now_rfc3339();
         let fresh = SessionRecord {
             session_id: uuid::Uuid::new_v4().to_string(),
@@ -176,6 +180,7 @@ impl HotStore {
 
     /// An active or suspended session.
     pub async fn get(&self, session_id: &str) -> Result<SessionRecord, HotError> {
+        let _timer = self.metrics.time("get");
         let mut redis = self.redis.clone();
         let (active, suspended): (Option<String>, Option<String>) = redis::pipe()
             .get(format!("session:{session_id}"))
@@ -198,6 +203,7 @@ impl HotStore {
         transition: Transition,
         epoch: u32,
     ) -> Result<(bool, SessionRecord), HotError> {
+        let _timer = self.metrics.time("transition");
         let reply: Vec<String> = self
             .transition
             .key(format!("session:{session_id}"))
@@ -221,6 +227,7 @@ impl HotStore {
 
     /// Removes every hot key of a session (after it was archived).
     pub async fn remove(&self, session: &SessionRecord) -> Result<(), HotError> {
+        let _timer = self.metrics.time("remove");
         let mut redis = self.redis.clone();
         let child_key = format!("child_session:{}", session.child_id);
         let _: () = redis
@@ -243,6 +250,7 @@ impl HotStore {
         conversation_id: &str,
         owner_user_id: &str,
     ) -> Result<ConversationRecord, HotError> {
+        let _timer = self.metrics.time("conversation");
         let json: Option<String> =
             self.redis.clone().get(format!("conversation:{conversation_id}")).await?;
         match json {
@@ -268,6 +276,7 @@ impl HotStore {
         user_id: &str,
         turns: &[TurnRecord],
     ) -> Result<u32, HotError> {
+        let _timer = self.metrics.time("append");
         let reply: (String, Option<u32>) = self
             .append
             .key(format!("session:{session_id}"))
@@ -295,6 +304,7 @@ impl HotStore {
         user_id: &str,
         events: &[EventRecord],
     ) -> Result<(), HotError> {
+        let _timer = self.metrics.time("record_events");
         let ttl = self.ttl.session + self.ttl.reconnect_window;
         let mut invocation = self.events.prepare_invoke();
         invocation
@@ -322,6 +332,7 @@ impl HotStore {
         session_id: &str,
         after: Option<u64>,
     ) -> Result<(u64, Vec<EventRecord>), HotError> {
+        let _timer = self.metrics.time("events_after");
         let raw: Vec<String> =
             self.redis.clone().lrange(format!("events:{session_id}"), 0, -1).await?;
         let events: Vec<EventRecord> =
@@ -342,6 +353,7 @@ impl HotStore {
         request_id: &str,
         heard: &str,
     ) -> Result<u32, HotError> {
+        let _timer = self.metrics.time("trim");
         let reply: Vec<redis::Value> = self
             .trim
             .key(format!("session:{session_id}"))
@@ -362,14 +374,41 @@ impl HotStore {
 
     /// Announces that a session ended to the sockets watching it.
     pub async fn publish_ended(&self, session_id: &str) -> Result<(), HotError> {
+        let _timer = self.metrics.time("publish_ended");
         let payload = r#"{"kind":"ended","epoch":0}"#;
         let _: i64 =
             self.redis.clone().publish(format!("session_signals:{session_id}"), payload).await?;
         Ok(())
     }
 
+    /// Counts active and suspended sessions (a SCAN: for a sampled gauge, not a hot path).
+    pub async fn count_states(&self) -> Result<(u64, u64), HotError> {
+        let mut redis = self.redis.clone();
+        let mut counts = [0u64; 2];
+        for (i, pattern) in ["session:*", "suspended:*"].iter().enumerate() {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut redis)
+                    .await?;
+                counts[i] += keys.len() as u64;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok((counts[0], counts[1]))
+    }
+
     /// Answers PING (readiness).
     pub async fn ping(&self) -> Result<(), HotError> {
+        let _timer = self.metrics.time("ping");
         let _: String = redis::cmd("PING").query_async(&mut self.redis.clone()).await?;
         Ok(())
     }

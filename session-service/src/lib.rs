@@ -5,6 +5,7 @@
 pub mod cold;
 pub mod config;
 pub mod hot;
+pub mod metrics;
 pub mod record;
 pub mod service;
 pub mod signals;

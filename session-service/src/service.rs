@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cold::{ChildRecord, ColdError, ColdStore, UserRecord};
 use crate::hot::{EventRecord, HotError, HotStore, OpenOutcome, Transition};
+use crate::metrics::SessionMetrics;
 use crate::record::{TurnRecord, unix_ms};
 use crate::signals::Signals;
 
@@ -33,12 +34,30 @@ pub struct SessionService {
     hot: HotStore,
     cold: Arc<dyn ColdStore>,
     signals: Arc<Signals>,
+    metrics: SessionMetrics,
 }
 
 impl SessionService {
     /// A service over the two stores and the signal fan-out.
-    pub fn new(hot: HotStore, cold: Arc<dyn ColdStore>, signals: Arc<Signals>) -> Self {
-        Self { hot, cold, signals }
+    pub fn new(
+        hot: HotStore,
+        cold: Arc<dyn ColdStore>,
+        signals: Arc<Signals>,
+        metrics: SessionMetrics,
+    ) -> Self {
+        Self { hot, cold, signals, metrics }
+    }
+
+    fn hot_error(&self, err: HotError) -> Status {
+        if matches!(err, HotError::Unavailable(_) | HotError::Corrupt(_)) {
+            self.metrics.store_error("redis");
+        }
+        hot_status(err)
+    }
+
+    fn cold_error(&self, err: ColdError) -> Status {
+        self.metrics.store_error("cold");
+        cold_status(err)
     }
 
     async fn require_permission(
@@ -47,7 +66,7 @@ impl SessionService {
         child_id: &str,
         at_least: pb::Permission,
     ) -> Result<(ChildRecord, pb::Permission), Status> {
-        match self.cold.child_for(user_id, child_id).await.map_err(cold_status)? {
+        match self.cold.child_for(user_id, child_id).await.map_err(|e| self.cold_error(e))? {
             // Another family's child looks exactly like a child that does not exist.
             None => Err(ErrorKind::NotFound.status("child not found")),
             Some((_, permission)) if permission < at_least => {
@@ -137,7 +156,7 @@ impl SessionStore for SessionService {
             .cold
             .upsert_user(&req.uid, &req.email, &req.display_name)
             .await
-            .map_err(cold_status)?;
+            .map_err(|e| self.cold_error(e))?;
         Ok(Response::new(user_proto(user)))
     }
 
@@ -148,7 +167,8 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::ListChildrenResponse>, Status> {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
-        let children = self.cold.list_children(&req.user_id).await.map_err(cold_status)?;
+        let children =
+            self.cold.list_children(&req.user_id).await.map_err(|e| self.cold_error(e))?;
         Ok(Response::new(pb::ListChildrenResponse {
             children: children.into_iter().map(|(c, p)| access_proto(c, p)).collect(),
         }))
@@ -173,7 +193,7 @@ impl SessionStore for SessionService {
             .cold
             .create_child(&req.user_id, name, req.grade_level)
             .await
-            .map_err(cold_status)?;
+            .map_err(|e| self.cold_error(e))?;
         Ok(Response::new(access_proto(child, pb::Permission::Manage)))
     }
 
@@ -198,9 +218,18 @@ impl SessionStore for SessionService {
         required(&req.child_id, "child_id")?;
         self.require_permission(&req.user_id, &req.child_id, pb::Permission::Interact).await?;
         let mode = if req.mode.is_empty() { "conversation" } else { req.mode.as_str() };
-        let (outcome, record) =
-            self.hot.open(&req.user_id, &req.child_id, mode).await.map_err(hot_status)?;
+        let (outcome, record) = self
+            .hot
+            .open(&req.user_id, &req.child_id, mode)
+            .await
+            .map_err(|e| self.hot_error(e))?;
         tracing::info!(session_id = %record.session_id, ?outcome, "session opened");
+        let label = match outcome {
+            OpenOutcome::Created => "created",
+            OpenOutcome::Discovered => "discovered",
+            OpenOutcome::Resumed => "resumed",
+        };
+        self.metrics.opened.get_or_create(&vec![("outcome", label)]).inc();
         let outcome = match outcome {
             OpenOutcome::Created => pb::OpenOutcome::Created,
             OpenOutcome::Discovered => pb::OpenOutcome::Discovered,
@@ -219,7 +248,7 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::Session>, Status> {
         let req = request.into_inner();
         required(&req.session_id, "session_id")?;
-        let record = self.hot.get(&req.session_id).await.map_err(hot_status)?;
+        let record = self.hot.get(&req.session_id).await.map_err(|e| self.hot_error(e))?;
         Ok(Response::new(self.session(&record)))
     }
 
@@ -235,17 +264,17 @@ impl SessionStore for SessionService {
             .hot
             .transition(&req.session_id, &req.user_id, Transition::Attach, 0)
             .await
-            .map_err(hot_status)?;
+            .map_err(|e| self.hot_error(e))?;
         let conversation = self
             .hot
             .conversation(&record.conversation_id, &record.user_id)
             .await
-            .map_err(hot_status)?;
+            .map_err(|e| self.hot_error(e))?;
         let (last_event_seq, replay) = self
             .hot
             .events_after(&req.session_id, req.replay_after_seq)
             .await
-            .map_err(hot_status)?;
+            .map_err(|e| self.hot_error(e))?;
         let resumed =
             was_suspended || record.connection_count > 1 || !conversation.turns.is_empty();
         tracing::info!(
@@ -279,7 +308,7 @@ impl SessionStore for SessionService {
             .hot
             .transition(&req.session_id, &req.user_id, Transition::Suspend, req.epoch)
             .await
-            .map_err(hot_status)?;
+            .map_err(|e| self.hot_error(e))?;
         Ok(Response::new(self.session(&record)))
     }
 
@@ -294,7 +323,7 @@ impl SessionStore for SessionService {
             .hot
             .transition(&req.session_id, &req.user_id, Transition::Resume, 0)
             .await
-            .map_err(hot_status)?;
+            .map_err(|e| self.hot_error(e))?;
         Ok(Response::new(self.session(&record)))
     }
 
@@ -305,13 +334,13 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::Session>, Status> {
         let req = request.into_inner();
         required(&req.session_id, "session_id")?;
-        let mut record = self.hot.get(&req.session_id).await.map_err(hot_status)?;
+        let mut record = self.hot.get(&req.session_id).await.map_err(|e| self.hot_error(e))?;
         if !req.user_id.is_empty() && record.user_id != req.user_id {
             return Err(hot_status(HotError::Forbidden));
         }
         // Archive first: if the cold store fails, the hot state is still there to retry with.
-        self.cold.archive_session(&record).await.map_err(cold_status)?;
-        self.hot.remove(&record).await.map_err(hot_status)?;
+        self.cold.archive_session(&record).await.map_err(|e| self.cold_error(e))?;
+        self.hot.remove(&record).await.map_err(|e| self.hot_error(e))?;
         if let Err(err) = self.hot.publish_ended(&record.session_id).await {
             tracing::warn!(error = %err, "could not announce the end of the session");
         }
@@ -331,7 +360,7 @@ impl SessionStore for SessionService {
             .hot
             .transition(&req.session_id, &req.user_id, transition, 0)
             .await
-            .map_err(hot_status)?;
+            .map_err(|e| self.hot_error(e))?;
         Ok(Response::new(self.session(&record)))
     }
 
@@ -379,8 +408,11 @@ impl SessionStore for SessionService {
             }
             turns.push(TurnRecord::from_proto(turn));
         }
-        let turn_count =
-            self.hot.append(&req.session_id, &req.user_id, &turns).await.map_err(hot_status)?;
+        let turn_count = self
+            .hot
+            .append(&req.session_id, &req.user_id, &turns)
+            .await
+            .map_err(|e| self.hot_error(e))?;
         Ok(Response::new(pb::AppendTurnsResponse { turn_count }))
     }
 
@@ -397,7 +429,7 @@ impl SessionStore for SessionService {
         required(&req.user_id, "user_id")?;
         // Subscribe before checking, so nothing published in between is missed.
         let receiver = self.signals.watch(&req.session_id);
-        let record = self.hot.get(&req.session_id).await.map_err(hot_status)?;
+        let record = self.hot.get(&req.session_id).await.map_err(|e| self.hot_error(e))?;
         if record.user_id != req.user_id {
             return Err(hot_status(HotError::Forbidden));
         }
@@ -423,7 +455,10 @@ impl SessionStore for SessionService {
         }
         let events: Vec<EventRecord> =
             req.events.into_iter().map(|e| EventRecord { seq: e.seq, json: e.json }).collect();
-        self.hot.record_events(&req.session_id, &req.user_id, &events).await.map_err(hot_status)?;
+        self.hot
+            .record_events(&req.session_id, &req.user_id, &events)
+            .await
+            .map_err(|e| self.hot_error(e))?;
         let last_event_seq = events.iter().map(|e| e.seq).max().unwrap_or_default();
         Ok(Response::new(pb::RecordEventsResponse { last_event_seq }))
     }
@@ -437,12 +472,12 @@ impl SessionStore for SessionService {
         required(&req.session_id, "session_id")?;
         required(&req.user_id, "user_id")?;
         required(&req.request_id, "request_id")?;
-        let session = self.hot.get(&req.session_id).await.map_err(hot_status)?;
+        let session = self.hot.get(&req.session_id).await.map_err(|e| self.hot_error(e))?;
         let conversation = self
             .hot
             .conversation(&session.conversation_id, &req.user_id)
             .await
-            .map_err(hot_status)?;
+            .map_err(|e| self.hot_error(e))?;
         let turn = conversation
             .turns
             .iter()
@@ -455,7 +490,7 @@ impl SessionStore for SessionService {
             .hot
             .trim(&req.session_id, &req.user_id, &req.request_id, &heard)
             .await
-            .map_err(hot_status)?;
+            .map_err(|e| self.hot_error(e))?;
         Ok(Response::new(pb::AppendTurnsResponse { turn_count }))
     }
 }

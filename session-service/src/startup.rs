@@ -10,9 +10,13 @@ use blob_proto::session::v1::session_store_server::SessionStoreServer;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 
+use blob_kit::admin::Readiness;
+use prometheus_client::registry::Registry;
+
 use crate::cold::MemoryColdStore;
 use crate::config::Config;
 use crate::hot::HotStore;
+use crate::metrics::SessionMetrics;
 use crate::service::SessionService;
 use crate::signals::Signals;
 
@@ -20,11 +24,22 @@ use crate::signals::Signals;
 pub struct Application {
     listener: TcpListener,
     service: SessionService,
+    readiness: Readiness,
 }
 
 impl Application {
     /// Connects to Redis and binds the gRPC listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let mut registry = Registry::with_prefix("blob");
+        let metrics = SessionMetrics::register(&mut registry);
+        let readiness = Readiness::default();
+        blob_kit::admin::spawn(
+            config.admin_addr,
+            Arc::new(registry),
+            readiness.clone(),
+            std::future::pending(),
+        )
+        .await?;
         let client = redis::Client::open(config.redis_url.as_str())
             .with_context(|| format!("invalid REDIS_URL {:?}", config.redis_url))?;
         let manager_config = ConnectionManagerConfig::new()
@@ -34,15 +49,17 @@ impl Application {
         let redis = ConnectionManager::new_with_config(client.clone(), manager_config)
             .await
             .context("connecting to Redis")?;
-        let hot = HotStore::new(redis, config.ttl);
+        let hot = HotStore::new(redis, config.ttl, metrics.clone());
         hot.ping().await.context("pinging Redis")?;
         let signals = Signals::start(client).await.context("subscribing to session signals")?;
-        let service = SessionService::new(hot, Arc::new(MemoryColdStore::default()), signals);
+        tokio::spawn(sample_session_counts(hot.clone(), metrics.clone()));
+        let service =
+            SessionService::new(hot, Arc::new(MemoryColdStore::default()), signals, metrics);
 
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding SESSION_GRPC_ADDR {}", config.grpc_addr))?;
-        Ok(Self { listener, service })
+        Ok(Self { listener, service, readiness })
     }
 
     /// The bound address (useful when the configured port was 0).
@@ -58,6 +75,12 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "session-service listening");
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(SessionStoreServer::new(self.service));
+        self.readiness.set(true);
+        let readiness = self.readiness.clone();
+        let shutdown = async move {
+            shutdown.await;
+            readiness.set(false);
+        };
         blob_kit::grpc::serve(
             self.listener,
             routes,
@@ -66,5 +89,23 @@ impl Application {
             shutdown,
         )
         .await
+    }
+}
+
+/// How often the sessions-by-state gauge is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
+/// Keeps the sessions-by-state gauge current.
+async fn sample_session_counts(hot: HotStore, metrics: SessionMetrics) {
+    let mut interval = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        interval.tick().await;
+        match hot.count_states().await {
+            Ok((active, suspended)) => {
+                metrics.sessions.get_or_create(&vec![("state", "active")]).set(active as i64);
+                metrics.sessions.get_or_create(&vec![("state", "suspended")]).set(suspended as i64);
+            }
+            Err(err) => tracing::debug!(error = %err, "could not sample session counts"),
+        }
     }
 }

@@ -13,6 +13,8 @@ use crate::vad::SegmenterConfig;
 pub struct Config {
     /// `STT_GRPC_ADDR`.
     pub grpc_addr: SocketAddr,
+    /// `ADMIN_ADDR`: metrics and health (default `127.0.0.1:9101`).
+    pub admin_addr: SocketAddr,
     /// `WHISPER_MODEL_PATH`: a whisper.cpp ggml model file.
     pub model_path: PathBuf,
     /// `STT_LANGUAGE` (default `en`; `auto` detects).
@@ -42,6 +44,7 @@ impl Config {
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let grpc_addr = env.parse("STT_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)));
+        let admin_addr = env.parse("ADMIN_ADDR", SocketAddr::from(([127, 0, 0, 1], 9101)));
         let model_path =
             PathBuf::from(env.string("WHISPER_MODEL_PATH", "models/ggml-base-q8_0.bin"));
         let language = env.string("STT_LANGUAGE", "en");
@@ -80,6 +83,7 @@ impl Config {
         env.finish()?;
         Ok(Self {
             grpc_addr,
+            admin_addr,
             model_path,
             language,
             workers,

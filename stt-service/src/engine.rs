@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
+
+use crate::metrics::SttMetrics;
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
@@ -54,6 +56,7 @@ pub struct Engine {
     permits: Semaphore,
     threads: usize,
     language: String,
+    metrics: SttMetrics,
 }
 
 impl std::fmt::Debug for Engine {
@@ -71,6 +74,7 @@ impl Engine {
         queue_depth: usize,
         threads: usize,
         language: &str,
+        metrics: SttMetrics,
     ) -> anyhow::Result<Self> {
         whisper_rs::install_logging_hooks();
         let path = model.to_str().context("model path is not UTF-8")?;
@@ -86,6 +90,7 @@ impl Engine {
             permits: Semaphore::new(workers),
             threads,
             language: language.to_owned(),
+            metrics,
         })
     }
 
@@ -96,7 +101,13 @@ impl Engine {
         pcm: Vec<i16>,
     ) -> Result<Transcript, TranscribeError> {
         let _admitted = self.admitted.try_acquire().map_err(|_| TranscribeError::Busy)?;
-        let _permit = self.permits.acquire().await.context("engine closed")?;
+        let queued_at = Instant::now();
+        self.metrics.queue_depth.inc();
+        let permit = self.permits.acquire().await;
+        self.metrics.queue_depth.dec();
+        self.metrics.queue_wait.observe(queued_at.elapsed().as_secs_f64());
+        let _permit = permit.context("engine closed")?;
+        let audio_seconds = pcm.len() as f64 / 16_000.0;
         let engine = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let mut state = engine
@@ -113,6 +124,13 @@ impl Engine {
         })
         .await
         .context("transcription task failed")?
+        .inspect(|transcript| {
+            let seconds = f64::from(transcript.inference_ms) / 1000.0;
+            self.metrics.inference.observe(seconds);
+            if audio_seconds > 0.0 {
+                self.metrics.real_time_factor.observe(seconds / audio_seconds);
+            }
+        })
         .map_err(TranscribeError::Failed)
     }
 

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod service;
 pub mod startup;
 pub mod stream;

@@ -39,8 +39,15 @@ impl SpeechToText for SttService {
         let inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(OUTBOUND_EVENTS);
         let span = tracing::info_span!("stt.stream", session_id = tracing::field::Empty);
+        let streams = self.settings.metrics.streams.clone();
+        let stream = run(Arc::clone(&self.engine), self.settings.clone(), inbound, tx);
+        streams.inc();
         tokio::spawn(
-            run(Arc::clone(&self.engine), self.settings.clone(), inbound, tx).instrument(span),
+            async move {
+                stream.await;
+                streams.dec();
+            }
+            .instrument(span),
         );
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -8,8 +8,12 @@ use anyhow::Context as _;
 use blob_proto::stt::v1::speech_to_text_server::SpeechToTextServer;
 use tokio::net::TcpListener;
 
+use blob_kit::admin::Readiness;
+use prometheus_client::registry::Registry;
+
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::metrics::SttMetrics;
 use crate::service::SttService;
 use crate::stream::StreamSettings;
 
@@ -17,17 +21,31 @@ use crate::stream::StreamSettings;
 pub struct Application {
     listener: TcpListener,
     service: SttService,
+    readiness: Readiness,
+    admin_addr: SocketAddr,
 }
 
 impl Application {
     /// Loads the whisper model and binds the gRPC listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
+        // The admin server comes up first: it reports not ready while the model loads.
+        let mut registry = Registry::with_prefix("blob");
+        let metrics = SttMetrics::register(&mut registry);
+        let readiness = Readiness::default();
+        let admin_addr = blob_kit::admin::spawn(
+            config.admin_addr,
+            Arc::new(registry),
+            readiness.clone(),
+            std::future::pending(),
+        )
+        .await?;
         let (path, workers, queue, threads) =
             (config.model_path.clone(), config.workers, config.queue_depth, config.threads);
         let language = config.language.clone();
+        let engine_metrics = metrics.clone();
         let engine = tokio::task::spawn_blocking(move || {
-            Engine::load(&path, workers, queue, threads, &language)
+            Engine::load(&path, workers, queue, threads, &language, engine_metrics)
         })
         .await
         .context("model loading task failed")??;
@@ -43,16 +61,27 @@ impl Application {
             segmenter: config.segmenter.clone(),
             min_speech: config.min_speech,
             confidence_threshold: config.confidence_threshold,
+            metrics,
         };
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding STT_GRPC_ADDR {}", config.grpc_addr))?;
-        Ok(Self { listener, service: SttService::new(Arc::new(engine), settings) })
+        Ok(Self {
+            listener,
+            service: SttService::new(Arc::new(engine), settings),
+            readiness,
+            admin_addr,
+        })
     }
 
     /// The bound address (useful when the configured port was 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The bound admin address (metrics and health).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// Serves until `shutdown` completes, then drains.
@@ -63,6 +92,12 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "stt-service listening");
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(SpeechToTextServer::new(self.service));
+        self.readiness.set(true);
+        let readiness = self.readiness.clone();
+        let shutdown = async move {
+            shutdown.await;
+            readiness.set(false);
+        };
         blob_kit::grpc::serve(
             self.listener,
             routes,

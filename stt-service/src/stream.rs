@@ -29,6 +29,8 @@ pub struct StreamSettings {
     pub min_speech: Duration,
     /// Lower confidence is rejected as `low_confidence`.
     pub confidence_threshold: f32,
+    /// Where outcomes are counted.
+    pub metrics: crate::metrics::SttMetrics,
 }
 
 /// Outbound events, as the gRPC response stream carries them.
@@ -210,6 +212,12 @@ async fn judge(
     let duration_ms = samples_ms(utterance.samples.len());
     let reject = |reason: pb::RejectReason, detail: String, confidence: f32| {
         tracing::info!(?reason, %detail, duration_ms, "utterance rejected");
+        settings.metrics.outcome(match reason {
+            pb::RejectReason::TooShort => "too_short",
+            pb::RejectReason::LowConfidence => "low_confidence",
+            pb::RejectReason::Empty => "empty",
+            pb::RejectReason::Unspecified => "failed",
+        });
         Ok(Event::Rejected(pb::Rejected {
             reason: reason.into(),
             detail,
@@ -232,6 +240,7 @@ async fn judge(
     let transcript = match engine.transcribe(utterance.samples.clone()).await {
         Ok(transcript) => transcript,
         Err(TranscribeError::Busy) => {
+            settings.metrics.outcome("busy");
             tracing::warn!(duration_ms, "recogniser saturated; shedding the stream");
             return Err(ErrorKind::ResourceExhausted.status("speech recognition is busy"));
         }
@@ -265,6 +274,7 @@ async fn judge(
             transcript.confidence,
         );
     }
+    settings.metrics.outcome("transcribed");
     Ok(Event::FinalTranscript(pb::FinalTranscript {
         text: transcript.text,
         confidence: transcript.confidence,

@@ -3,6 +3,7 @@
 //! signals, and suspend the session whenever the socket goes away.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -123,6 +124,8 @@ struct Utterance {
     request_id: String,
     text: String,
     thread_id: Option<String>,
+    /// When the recogniser said the speech ended (turn latency is measured from here).
+    speech_end: Option<Instant>,
 }
 
 /// The reply in progress.
@@ -169,6 +172,8 @@ struct Connection {
     updates: mpsc::Sender<TurnUpdate>,
     limiter: RateLimiter,
     heartbeat: Heartbeat,
+    /// When the recogniser last reported the end of speech.
+    speech_end: Option<Instant>,
 }
 
 impl Connection {
@@ -213,8 +218,10 @@ impl Connection {
             updates,
             limiter: RateLimiter::new(settings.max_messages_per_second),
             heartbeat: Heartbeat::new(settings.max_missed_pongs),
+            speech_end: None,
             state,
         };
+        connection.state.metrics.live_sockets.inc();
         tracing::info!(
             resumed = admitted.resumed,
             epoch = admitted.epoch,
@@ -436,6 +443,7 @@ impl Connection {
                 self.send(self.stamp.state("LISTENING", None)).await
             }
             Some(SttEvent::SpeechEnded(_)) => {
+                self.speech_end = Some(Instant::now());
                 self.send(self.stamp.state("TRANSCRIBING", None)).await
             }
             Some(SttEvent::FinalTranscript(transcript)) => {
@@ -443,6 +451,7 @@ impl Connection {
                     request_id: uuid::Uuid::new_v4().to_string(),
                     text: transcript.text,
                     thread_id: self.thread_id.clone(),
+                    speech_end: self.speech_end.take(),
                 };
                 let result = self.stamp.stt_result(
                     &utterance.text,
@@ -453,6 +462,7 @@ impl Connection {
                     utterance.thread_id.as_deref(),
                 );
                 self.send(result).await?;
+                self.state.metrics.stage("transcript", utterance.speech_end);
                 self.waiting.push_back(utterance);
                 self.start_next_reply().await
             }
@@ -529,10 +539,16 @@ impl Connection {
                 }
                 active.sent.push_str(&text);
                 let thread = active.utterance.thread_id.clone();
+                let speech_end = active.utterance.speech_end;
                 if index == 0 {
                     self.send(self.stamp.state("RESPONDING", Some(&request_id))).await?;
                 }
-                self.send(self.stamp.ai_chunk(&text, index, &request_id, thread.as_deref())).await
+                self.send(self.stamp.ai_chunk(&text, index, &request_id, thread.as_deref()))
+                    .await?;
+                if index == 0 {
+                    self.state.metrics.stage("first_sentence", speech_end);
+                }
+                Ok(())
             }
             TurnUpdate::Done { request_id, result } => {
                 if self.active.as_ref().is_none_or(|a| a.utterance.request_id != request_id) {
@@ -548,6 +564,7 @@ impl Connection {
                             active.utterance.thread_id.as_deref(),
                         );
                         self.send(response).await?;
+                        self.state.metrics.stage("reply_complete", active.utterance.speech_end);
                         let interrupted = active.heard.is_some();
                         self.save_exchange(&active.utterance, text, active.heard, interrupted)
                             .await?;
@@ -810,11 +827,19 @@ impl Connection {
     // === plumbing ===
 
     async fn send(&mut self, message: Outbound) -> Result<(), Stop> {
+        if message.kind == "error" {
+            let code = message.payload["code"].as_str().unwrap_or("UNKNOWN").to_owned();
+            self.state.metrics.ws_errors.get_or_create(&vec![("code", code)]).inc();
+        }
         self.outbox.send(message).await.map_err(stop_for)
     }
 
     /// Cancels work in flight, suspends the session (unless a newer socket holds it), closes.
     async fn finish(mut self, stop: Stop, reader: SplitStream<WebSocket>) {
+        self.state.metrics.live_sockets.dec();
+        if let Some((code, _)) = stop {
+            self.state.metrics.ws_closes.get_or_create(&vec![("code", code.to_string())]).inc();
+        }
         if let Some(active) = self.active.take() {
             active.task.abort();
         }

@@ -48,6 +48,8 @@ pub struct Stack {
     pub llm_port: u16,
     /// session-service gRPC port.
     pub session_port: u16,
+    /// Admin (metrics and health) ports by service name.
+    pub admin_ports: Vec<(&'static str, u16)>,
     processes: Vec<ServiceProcess>,
     gateway_env: Vec<(String, String)>,
     logs: TempDir,
@@ -62,6 +64,15 @@ impl Stack {
         let gemini = FakeGemini::start().await;
         let (gateway_port, stt_port, llm_port, session_port) =
             (free_port(), free_port(), free_port(), free_port());
+        let admin_ports: Vec<(&'static str, u16)> =
+            ["session-service", "stt-service", "llm-service", "gateway"]
+                .into_iter()
+                .map(|name| (name, free_port()))
+                .collect();
+        let admin = |service: &str| {
+            let port = admin_ports.iter().find(|(name, _)| *name == service).map(|(_, p)| *p);
+            ("ADMIN_ADDR", format!("127.0.0.1:{}", port.expect("an admin port per service")))
+        };
         let model = paths::whisper_model(options.model);
 
         let extra = |service: &str| -> Vec<(String, String)> {
@@ -87,6 +98,7 @@ impl Stack {
                 env(
                     vec![
                         ("SESSION_GRPC_ADDR", format!("127.0.0.1:{session_port}")),
+                        admin("session-service"),
                         ("REDIS_URL", redis.url()),
                         (
                             "SESSION_RECONNECT_WINDOW_SECONDS",
@@ -102,6 +114,7 @@ impl Stack {
                 env(
                     vec![
                         ("STT_GRPC_ADDR", format!("127.0.0.1:{stt_port}")),
+                        admin("stt-service"),
                         ("WHISPER_MODEL_PATH", model.display().to_string()),
                         ("STT_WORKERS", "2".to_owned()),
                     ],
@@ -114,6 +127,7 @@ impl Stack {
                 env(
                     vec![
                         ("LLM_GRPC_ADDR", format!("127.0.0.1:{llm_port}")),
+                        admin("llm-service"),
                         ("LLM_PROVIDER", "gemini".to_owned()),
                         ("GEMINI_API_BASE", gemini.base_url()),
                         ("GOOGLE_API_KEY", gemini::API_KEY.to_owned()),
@@ -128,6 +142,7 @@ impl Stack {
                 env(
                     vec![
                         ("GATEWAY_HTTP_ADDR", format!("127.0.0.1:{gateway_port}")),
+                        admin("gateway"),
                         ("SESSION_SERVICE_URL", format!("http://127.0.0.1:{session_port}")),
                         ("STT_SERVICE_URL", format!("http://127.0.0.1:{stt_port}")),
                         ("LLM_SERVICE_URL", format!("http://127.0.0.1:{llm_port}")),
@@ -154,6 +169,7 @@ impl Stack {
             stt_port,
             llm_port,
             session_port,
+            admin_ports,
             processes,
             gateway_env,
             logs,
@@ -173,6 +189,9 @@ impl Stack {
             if key == "GATEWAY_HTTP_ADDR" {
                 *value = format!("127.0.0.1:{port}");
             }
+            if key == "ADMIN_ADDR" {
+                *value = format!("127.0.0.1:{}", free_port());
+            }
         }
         let mut process =
             ServiceProcess::spawn(&name, &paths::binary("gateway"), &env, self.logs.path());
@@ -189,6 +208,12 @@ impl Stack {
     /// `ws://127.0.0.1:<gateway>/ws/voice`.
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws/voice", self.gateway_port)
+    }
+
+    /// `http://127.0.0.1:<admin port>` of a service.
+    pub fn admin_url(&self, service: &str) -> String {
+        let port = self.admin_ports.iter().find(|(name, _)| *name == service).map(|(_, p)| *p);
+        format!("http://127.0.0.1:{}", port.unwrap_or_else(|| panic!("no service {service}")))
     }
 
     /// A gRPC client of the stack's session-service (to look behind the gateway).

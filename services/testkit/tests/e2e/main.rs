@@ -2,6 +2,7 @@
 
 mod auth;
 mod health;
+mod operations;
 mod promise;
 mod shutdown;
 mod voice;

@@ -1,0 +1,49 @@
+//! The llm-service's metrics (served on the admin port).
+
+use blob_kit::admin::latency_buckets;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a counter.
+pub type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric of the service; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct LlmMetrics {
+    /// Time from the request to the first text.
+    pub first_token: Histogram,
+    /// Time from the request to the complete reply.
+    pub reply: Histogram,
+    /// Completed replies.
+    pub replies: Counter,
+    /// Failed replies by kind: rate_limited, unavailable, timeout, rejected.
+    pub errors: Family<Labels, Counter>,
+}
+
+impl LlmMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            first_token: Histogram::new(latency_buckets()),
+            reply: Histogram::new(latency_buckets()),
+            replies: Counter::default(),
+            errors: Family::default(),
+        };
+        registry.register(
+            "llm_first_token_seconds",
+            "Time to the reply's first text",
+            metrics.first_token.clone(),
+        );
+        registry.register("llm_reply_seconds", "Time to the complete reply", metrics.reply.clone());
+        registry.register("llm_replies", "Completed replies", metrics.replies.clone());
+        registry.register("llm_errors", "Failed replies by kind", metrics.errors.clone());
+        metrics
+    }
+
+    /// Counts a failure.
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&vec![("kind", kind)]).inc();
+    }
+}
