@@ -386,7 +386,7 @@ impl SessionStore for SessionService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(session_id = %request.get_ref().session_id))]
+    #[tracing::instrument(name = "session.append_turn", skip_all, fields(session_id = %request.get_ref().session_id))]
     async fn append_turns(
         &self,
         request: Request<pb::AppendTurnsRequest>,

@@ -106,6 +106,7 @@ impl Engine {
         let permit = self.permits.acquire().await;
         self.metrics.queue_depth.dec();
         self.metrics.queue_wait.observe(queued_at.elapsed().as_secs_f64());
+        tracing::info!(queue_wait_ms = queued_at.elapsed().as_millis() as u64, "worker acquired");
         let _permit = permit.context("engine closed")?;
         let audio_seconds = pcm.len() as f64 / 16_000.0;
         let engine = Arc::clone(self);
@@ -125,6 +126,7 @@ impl Engine {
         .await
         .context("transcription task failed")?
         .inspect(|transcript| {
+            tracing::info!(inference_ms = transcript.inference_ms, "inference done");
             let seconds = f64::from(transcript.inference_ms) / 1000.0;
             self.metrics.inference.observe(seconds);
             if audio_seconds > 0.0 {

@@ -8,9 +8,12 @@ use blob_kit::ErrorKind;
 use blob_proto::stt::v1::{
     self as pb, TranscribeEvent, transcribe_event::Event, transcribe_request::Message,
 };
+use std::collections::{HashMap, VecDeque};
+
 use futures::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use tonic::Status;
+use tracing::Instrument as _;
 
 use crate::engine::{Engine, TranscribeError};
 use crate::vad::{SAMPLE_RATE, SegmentEvent, Segmenter, SegmenterConfig, Utterance, decode_pcm};
@@ -55,8 +58,14 @@ pub async fn run<S>(
     tracing::Span::current().record("session_id", session_id.as_str());
 
     let (work_tx, work_rx) = mpsc::channel::<(u32, Utterance)>(PENDING_UTTERANCES);
-    let worker =
-        tokio::spawn(transcribe_in_order(engine, settings.clone(), work_rx, events.clone()));
+    let contexts = TraceContexts::default();
+    let worker = tokio::spawn(transcribe_in_order(
+        engine,
+        settings.clone(),
+        work_rx,
+        events.clone(),
+        contexts.clone(),
+    ));
 
     let mut segmenter = Segmenter::new(settings.segmenter.clone());
     let mut found = Vec::new();
@@ -99,6 +108,9 @@ pub async fn run<S>(
                 segmenter.push(&pcm, &mut found);
             }
             Some(Message::Flush(_)) => segmenter.flush(&mut found),
+            Some(Message::Context(context)) => {
+                contexts.insert(context.utterance_id, context.trace_context);
+            }
             Some(Message::Config(_)) => {
                 let _ = events
                     .send(Err(ErrorKind::InvalidArgument.status("config may only be sent first")))
@@ -176,18 +188,55 @@ async fn dispatch(
     true
 }
 
+/// W3C trace context headers.
+type TraceContext = HashMap<String, String>;
+
+/// Trace contexts the client sent for its utterances, by utterance id (the latest few).
+#[derive(Clone, Default)]
+struct TraceContexts(Arc<std::sync::Mutex<VecDeque<(u32, TraceContext)>>>);
+
+impl TraceContexts {
+    const KEPT: usize = 8;
+
+    fn insert(&self, utterance_id: u32, context: HashMap<String, String>) {
+        if let Ok(mut contexts) = self.0.lock() {
+            if contexts.len() == Self::KEPT {
+                contexts.pop_front();
+            }
+            contexts.push_back((utterance_id, context));
+        }
+    }
+
+    fn take(&self, utterance_id: u32) -> Option<HashMap<String, String>> {
+        let mut contexts = self.0.lock().ok()?;
+        let index = contexts.iter().position(|(id, _)| *id == utterance_id)?;
+        contexts.remove(index).map(|(_, context)| context)
+    }
+}
+
 async fn transcribe_in_order(
     engine: Arc<Engine>,
     settings: StreamSettings,
     mut work: mpsc::Receiver<(u32, Utterance)>,
     events: EventSender,
+    contexts: TraceContexts,
 ) {
     while let Some((utterance_id, utterance)) = work.recv().await {
         if events.is_closed() {
             // The client went away: its queued utterances are not worth a worker.
             return;
         }
-        match judge(&engine, &settings, utterance).await {
+        // The utterance joins the client's trace of its turn when the client sent one.
+        let span = tracing::info_span!(
+            "stt.utterance",
+            utterance_id,
+            audio_ms = utterance.samples.len() as u64 / 16,
+            speech_ms = utterance.speech_ms,
+        );
+        if let Some(context) = contexts.take(utterance_id) {
+            blob_kit::grpc::set_parent_from(&span, &context);
+        }
+        match judge(&engine, &settings, utterance).instrument(span).await {
             Ok(event) => {
                 let event = TranscribeEvent { utterance_id, event: Some(event) };
                 if events.send(Ok(event)).await.is_err() {

@@ -33,9 +33,10 @@ pub fn spawn(
     client: CompanionClient<TracedChannel>,
     request: llm::GenerateReplyRequest,
     updates: mpsc::Sender<TurnUpdate>,
+    turn: &tracing::Span,
 ) -> JoinHandle<()> {
     let request_id = request.request_id.clone();
-    let span = tracing::info_span!("voice.turn.reply", request_id = %request_id);
+    let span = tracing::info_span!(parent: turn, "voice.turn.reply", request_id = %request_id);
     tokio::spawn(
         async move {
             let result = stream_reply(client, request, &updates, &request_id).await;

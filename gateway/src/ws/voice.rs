@@ -126,6 +126,8 @@ struct Utterance {
     thread_id: Option<String>,
     /// When the recogniser said the speech ended (turn latency is measured from here).
     speech_end: Option<Instant>,
+    /// `voice.turn`: the root of this turn's trace across the services.
+    span: tracing::Span,
 }
 
 /// The reply in progress.
@@ -174,6 +176,8 @@ struct Connection {
     heartbeat: Heartbeat,
     /// When the recogniser last reported the end of speech.
     speech_end: Option<Instant>,
+    /// The trace of the utterance being spoken, by the recogniser's utterance id.
+    turn_span: Option<(u32, tracing::Span)>,
 }
 
 impl Connection {
@@ -219,6 +223,7 @@ impl Connection {
             limiter: RateLimiter::new(settings.max_messages_per_second),
             heartbeat: Heartbeat::new(settings.max_missed_pongs),
             speech_end: None,
+            turn_span: None,
             state,
         };
         connection.state.metrics.live_sockets.inc();
@@ -440,6 +445,7 @@ impl Connection {
                 if self.active.is_some() {
                     self.barge_in().await?;
                 }
+                self.start_turn_trace(event.utterance_id).await;
                 self.send(self.stamp.state("LISTENING", None)).await
             }
             Some(SttEvent::SpeechEnded(_)) => {
@@ -447,12 +453,15 @@ impl Connection {
                 self.send(self.stamp.state("TRANSCRIBING", None)).await
             }
             Some(SttEvent::FinalTranscript(transcript)) => {
+                let span = self.take_turn_span(event.utterance_id);
                 let utterance = Utterance {
                     request_id: uuid::Uuid::new_v4().to_string(),
                     text: transcript.text,
                     thread_id: self.thread_id.clone(),
                     speech_end: self.speech_end.take(),
+                    span,
                 };
+                utterance.span.record("request_id", utterance.request_id.as_str());
                 let result = self.stamp.stt_result(
                     &utterance.text,
                     transcript.confidence,
@@ -473,6 +482,7 @@ impl Connection {
                     Ok(stt::RejectReason::Empty) => "empty",
                     _ => "unrecognised",
                 };
+                self.turn_span = None; // The turn ends here: nothing was heard to answer.
                 self.send(self.stamp.stt_rejected(
                     reason,
                     rejected.duration_ms,
@@ -485,6 +495,40 @@ impl Connection {
                 Ok(())
             }
             None => Ok(()),
+        }
+    }
+
+    /// Starts the trace of a voice turn (a new trace per turn, not per socket) and hands its
+    /// context to the recogniser, so that the utterance's recognition joins it.
+    async fn start_turn_trace(&mut self, utterance_id: u32) {
+        let span = tracing::info_span!(
+            parent: None,
+            "voice.turn",
+            session_id = %self.stamp.session_id,
+            conversation_id = %self.stamp.conversation_id,
+            utterance_id,
+            request_id = tracing::field::Empty,
+        );
+        let trace_context = span.in_scope(blob_kit::grpc::current_trace_context);
+        if let Some(audio) = &self.audio {
+            let context = stt::TranscribeRequest {
+                message: Some(stt::transcribe_request::Message::Context(stt::UtteranceContext {
+                    utterance_id,
+                    trace_context,
+                })),
+            };
+            let _ = audio.send(context).await;
+        }
+        self.turn_span = Some((utterance_id, span));
+    }
+
+    /// The turn trace of an utterance (a fresh one if its start was missed).
+    fn take_turn_span(&mut self, utterance_id: u32) -> tracing::Span {
+        match self.turn_span.take() {
+            Some((id, span)) if id == utterance_id => span,
+            _ => {
+                tracing::info_span!(parent: None, "voice.turn", session_id = %self.stamp.session_id, utterance_id, request_id = tracing::field::Empty)
+            }
         }
     }
 
@@ -518,7 +562,8 @@ impl Connection {
             history,
             user_text: utterance.text.clone(),
         };
-        let task = turn::spawn(self.state.llm.clone(), request, self.updates.clone());
+        let task =
+            turn::spawn(self.state.llm.clone(), request, self.updates.clone(), &utterance.span);
         self.active =
             Some(ActiveTurn { utterance, task, sent: String::new(), chunks: 0, heard: None });
         Ok(())
@@ -628,7 +673,9 @@ impl Connection {
             user_id: self.user_id.clone(),
             turns: vec![turn],
         });
-        if let Err(status) = self.state.sessions.clone().append_turns(request).await {
+        let mut sessions = self.state.sessions.clone();
+        let saved = sessions.append_turns(request).instrument(utterance.span.clone()).await;
+        if let Err(status) = saved {
             tracing::error!(%status, "could not save the exchange");
             let message = self.stamp.error(
                 "STATE_UNAVAILABLE",

@@ -146,6 +146,23 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
+/// The current span's W3C trace context as a map (to carry it inside a message).
+pub fn current_trace_context() -> std::collections::HashMap<String, String> {
+    let mut map = std::collections::HashMap::new();
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut map);
+    });
+    map
+}
+
+/// Makes `span` a child of the trace context in `map` (when it holds one).
+pub fn set_parent_from(span: &tracing::Span, map: &std::collections::HashMap<String, String>) {
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(map));
+    let _ = span.set_parent(parent);
+}
+
 /// Reads W3C trace context from HTTP headers (REST, WebSocket upgrade, gRPC).
 pub struct HeaderExtractor<'a>(pub &'a http::HeaderMap);
 

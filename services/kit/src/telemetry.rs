@@ -48,9 +48,10 @@ pub fn init(service_name: &str) -> TelemetryGuard {
     let (otel_layer, provider) = match endpoint.map(|e| build_provider(service_name, &e)) {
         Some(Ok(provider)) => {
             let tracer = provider.tracer(service_name.to_owned());
-            // The exporter's own transport must not trace itself.
+            // The exporter's own transport must not trace itself, and nothing below INFO is
+            // exported: debug events may carry a child's words, which never leave the process.
             let quiet = Targets::new()
-                .with_default(tracing::Level::TRACE)
+                .with_default(tracing::Level::INFO)
                 .with_target("h2", tracing::level_filters::LevelFilter::OFF)
                 .with_target("hyper", tracing::level_filters::LevelFilter::OFF)
                 .with_target("hyper_util", tracing::level_filters::LevelFilter::OFF)

@@ -7,6 +7,7 @@ pub mod audio;
 pub mod client;
 pub mod firebase;
 pub mod gemini;
+pub mod otlp;
 pub mod paths;
 pub mod process;
 pub mod redis;

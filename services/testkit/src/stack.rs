@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::firebase::CertServer;
 use crate::gemini::{self, FakeGemini};
+use crate::otlp::OtlpReceiver;
 use crate::paths;
 use crate::process::{ServiceProcess, wait_for_port};
 use crate::redis::RedisServer;
@@ -24,11 +25,18 @@ pub struct StackOptions {
     pub model: &'static str,
     /// Extra variables per service: (service, name, value).
     pub extra_env: Vec<(&'static str, &'static str, String)>,
+    /// Export every service's spans to a local OTLP receiver ([`Stack::traces`]).
+    pub traces: bool,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { reconnect_window_seconds: 300, model: "ggml-base-q8_0.bin", extra_env: Vec::new() }
+        Self {
+            reconnect_window_seconds: 300,
+            model: "ggml-base-q8_0.bin",
+            extra_env: Vec::new(),
+            traces: false,
+        }
     }
 }
 
@@ -40,6 +48,8 @@ pub struct Stack {
     pub certs: CertServer,
     /// The fake Gemini.
     pub gemini: FakeGemini,
+    /// The span receiver, when the stack was started with `traces`.
+    pub traces: Option<OtlpReceiver>,
     /// Gateway HTTP port.
     pub gateway_port: u16,
     /// stt-service gRPC port.
@@ -62,6 +72,14 @@ impl Stack {
         let redis = RedisServer::start().await;
         let certs = CertServer::start(PROJECT_ID).await;
         let gemini = FakeGemini::start().await;
+        let traces = if options.traces { Some(OtlpReceiver::start().await) } else { None };
+        let tracing_env: Vec<(String, String)> = match &traces {
+            Some(receiver) => vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), receiver.endpoint()),
+                ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+            ],
+            None => Vec::new(),
+        };
         let (gateway_port, stt_port, llm_port, session_port) =
             (free_port(), free_port(), free_port(), free_port());
         let admin_ports: Vec<(&'static str, u16)> =
@@ -86,6 +104,7 @@ impl Stack {
         let env = |pairs: Vec<(&str, String)>, service: &str| -> Vec<(String, String)> {
             let mut all: Vec<(String, String)> =
                 pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            all.extend(tracing_env.iter().cloned());
             all.extend(extra(service));
             all
         };
@@ -165,6 +184,7 @@ impl Stack {
             redis,
             certs,
             gemini,
+            traces,
             gateway_port,
             stt_port,
             llm_port,

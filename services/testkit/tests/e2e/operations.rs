@@ -93,3 +93,72 @@ async fn readiness_follows_the_services_behind_the_gateway() {
     let live = api.call(reqwest::Method::GET, "/health", None, None).await;
     assert_eq!(live.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_voice_turn_is_one_trace_across_all_four_services() {
+    let stack = Stack::start(StackOptions { traces: true, ..Default::default() }).await;
+    let api = Api::new(&stack.http_url());
+    let token = api.exchange(&stack.certs.id_token("traced", "t@example.com")).await;
+    let child = api.create_child(&token, "Mia", 1).await;
+    let session = api.open_session(&token, &child).await;
+    let session_id = session["session_id"].as_str().unwrap().to_owned();
+    let mut socket = VoiceSocket::connect(&stack.ws_url(), &token, &session_id).await;
+    socket.next_json(Duration::from_secs(10)).await.unwrap();
+    socket.send_speech(&read_wav(&speech_clip("test-audio/utt1.wav")), 40, 1200).await;
+    let reply = socket.wait_for("ai_response", TURN).await;
+    let request_id = reply["meta"]["request_id"].as_str().unwrap().to_owned();
+    socket.wait_for("conversation.state", TURN).await; // IDLE: the exchange is saved.
+
+    let receiver = stack.traces.as_ref().unwrap();
+    let wanted = ["gateway", "stt-service", "llm-service", "session-service"];
+    let (turn, spans) =
+        blob_testkit::eventually("every service's spans of the turn", TURN, || async {
+            let spans = receiver.spans();
+            let turn = spans
+                .iter()
+                .find(|s| {
+                    s.name == "voice.turn"
+                        && s.attributes.iter().any(|(k, v)| k == "request_id" && *v == request_id)
+                })?
+                .clone();
+            let in_trace: Vec<_> =
+                spans.into_iter().filter(|s| s.trace_id == turn.trace_id).collect();
+            let names = ["stt.utterance", "llm.reply", "session.append_turn"];
+            let complete = wanted.iter().all(|w| in_trace.iter().any(|s| s.service == *w))
+                && names.iter().all(|n| in_trace.iter().any(|s| s.name == *n));
+            complete.then_some((turn, in_trace))
+        })
+        .await;
+
+    assert!(turn.parent_span_id.is_empty(), "voice.turn is the root of its trace");
+    assert!(turn.attributes.iter().any(|(k, v)| k == "session_id" && *v == session_id));
+    assert!(turn.attributes.iter().any(|(k, _)| k == "conversation_id"));
+    // Every span of the turn descends from voice.turn through recorded parents.
+    let parent_of = |span: &blob_testkit::otlp::ReceivedSpan| {
+        spans.iter().find(|s| s.span_id == span.parent_span_id).cloned()
+    };
+    for name in ["stt.utterance", "llm.reply", "session.append_turn"] {
+        let mut span = spans.iter().find(|s| s.name == name).unwrap().clone();
+        let mut hops = 0;
+        while span.span_id != turn.span_id {
+            span = parent_of(&span)
+                .unwrap_or_else(|| panic!("{name}: broken parent chain at {}", span.name));
+            hops += 1;
+            assert!(hops < 10, "{name}: parent chain too long");
+        }
+    }
+    let utterance = spans.iter().find(|s| s.name == "stt.utterance").unwrap();
+    assert_eq!(utterance.parent_span_id, turn.span_id, "recognition is a direct child of the turn");
+    assert_eq!(utterance.service, "stt-service");
+
+    // A child's words never leave a service in telemetry.
+    for span in receiver.spans() {
+        let text = format!("{} {:?} {:?}", span.name, span.attributes, span.events).to_lowercase();
+        assert!(
+            !text.contains("dragon") && !text.contains("once upon"),
+            "words in {}: {text}",
+            span.name
+        );
+    }
+    socket.close().await;
+}
