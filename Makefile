@@ -1,6 +1,6 @@
 # Blob backend. `make run` starts the whole stack locally; `make test` runs every test.
 
-.PHONY: run test build model lint fmt clean
+.PHONY: run test build model lint fmt clean validate-deploy
 
 run: ## Start the whole stack on embedded defaults (Ctrl-C stops it)
 	scripts/run-stack.sh
@@ -14,6 +14,9 @@ build: ## Build everything
 
 model: ## Fetch and rebuild the whisper models into models/
 	scripts/fetch-models.sh
+
+validate-deploy: ## Check the Dockerfile, docker-compose.yml and the k8s/ manifests (no engine, no cluster)
+	scripts/validate-deploy.sh
 
 lint: ## Formatting and clippy, warnings denied
 	cargo fmt --all -- --check
