@@ -18,8 +18,8 @@ pub struct GatewayMetrics {
     /// Open voice sockets.
     pub live_sockets: Gauge,
     /// Time from the end of the child's speech to each stage of the turn: `transcript`
-    /// (`stt_result` sent), `first_sentence` (first `ai_response.chunk` sent), `reply_complete`
-    /// (`ai_response` sent).
+    /// (`stt_result` sent), `first_token` (the model's first text), `first_sentence` (first
+    /// `ai_response.chunk` sent), `reply_complete` (`ai_response` sent).
     pub turn_stage: Family<Labels, Histogram>,
     /// `error` events sent on voice sockets, by code.
     pub ws_errors: Family<Labels, Counter>,

@@ -12,6 +12,11 @@ use super::sentences::SentenceSplitter;
 /// What a reply task reports to its connection.
 #[derive(Debug)]
 pub enum TurnUpdate {
+    /// The model's first text arrived.
+    FirstToken {
+        /// The turn.
+        request_id: String,
+    },
     /// The next complete sentence.
     Sentence {
         /// The turn.
@@ -59,6 +64,10 @@ async fn stream_reply(
     while let Some(event) = stream.message().await? {
         match event.event {
             Some(llm::reply_event::Event::Delta(delta)) => {
+                if full.is_empty() {
+                    let first = TurnUpdate::FirstToken { request_id: request_id.to_owned() };
+                    let _ = updates.send(first).await;
+                }
                 full.push_str(&delta.text);
                 for text in splitter.push(&delta.text) {
                     if updates.send(sentence(text)).await.is_err() {

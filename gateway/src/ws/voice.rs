@@ -571,6 +571,14 @@ impl Connection {
 
     async fn on_update(&mut self, update: TurnUpdate) -> Result<(), Stop> {
         match update {
+            TurnUpdate::FirstToken { request_id } => {
+                if let Some(active) =
+                    self.active.as_ref().filter(|a| a.utterance.request_id == request_id)
+                {
+                    self.state.metrics.stage("first_token", active.utterance.speech_end);
+                }
+                Ok(())
+            }
             TurnUpdate::Sentence { request_id, text } => {
                 let Some(active) =
                     self.active.as_mut().filter(|a| a.utterance.request_id == request_id)

@@ -44,7 +44,7 @@ async fn a_turn_shows_in_every_services_metrics() {
 
     let gateway = scrape(&stack.admin_url("gateway")).await;
     assert_eq!(sample(&gateway, "blob_gateway_live_sockets "), 1.0);
-    for stage in ["transcript", "first_sentence", "reply_complete"] {
+    for stage in ["transcript", "first_token", "first_sentence", "reply_complete"] {
         let count = sample(
             &gateway,
             &format!("blob_gateway_turn_stage_seconds_count{{stage=\"{stage}\"}}"),
