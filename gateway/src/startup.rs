@@ -30,7 +30,6 @@ use crate::routes;
 use crate::state::AppState;
 use crate::ws::voice::voice_socket;
 use blob_kit::admin::Readiness;
-use prometheus_client::registry::Registry;
 use tonic_health::pb::health_client::HealthClient;
 
 /// Largest REST request body accepted.
@@ -66,16 +65,8 @@ impl Application {
                 dev::cert_source().map_err(anyhow::Error::msg)?
             }
         };
-        let mut registry = Registry::with_prefix("blob");
-        let metrics = GatewayMetrics::register(&mut registry);
-        let readiness = Readiness::default();
-        blob_kit::admin::spawn(
-            config.admin_addr,
-            Arc::new(registry),
-            readiness.clone(),
-            std::future::pending(),
-        )
-        .await?;
+        let (metrics, readiness, _) =
+            blob_kit::admin::start(config.admin_addr, GatewayMetrics::register).await?;
         let session_channel = traced(lazy_channel(&config.session_service_url, CONNECT_TIMEOUT)?);
         let stt_channel = traced(lazy_channel(&config.stt_service_url, CONNECT_TIMEOUT)?);
         let llm_channel = traced(lazy_channel(&config.llm_service_url, CONNECT_TIMEOUT)?);

@@ -10,7 +10,6 @@ use blob_proto::llm::v1::companion_server::CompanionServer;
 use tokio::net::TcpListener;
 
 use blob_kit::admin::Readiness;
-use prometheus_client::registry::Registry;
 
 use crate::bypass::BypassProvider;
 use crate::config::{Config, ProviderConfig};
@@ -29,16 +28,8 @@ pub struct Application {
 impl Application {
     /// Builds the provider and binds the gRPC listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let mut registry = Registry::with_prefix("blob");
-        let metrics = LlmMetrics::register(&mut registry);
-        let readiness = Readiness::default();
-        blob_kit::admin::spawn(
-            config.admin_addr,
-            Arc::new(registry),
-            readiness.clone(),
-            std::future::pending(),
-        )
-        .await?;
+        let (metrics, readiness, _) =
+            blob_kit::admin::start(config.admin_addr, LlmMetrics::register).await?;
         let provider: Arc<dyn ReplyProvider> = match config.provider {
             ProviderConfig::Bypass => {
                 tracing::warn!("BYPASSLLM: every reply is the same fixed sentence");
@@ -77,17 +68,12 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "llm-service listening");
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(CompanionServer::new(self.service));
-        self.readiness.set(true);
-        let readiness = self.readiness.clone();
-        let shutdown = async move {
-            shutdown.await;
-            readiness.set(false);
-        };
         blob_kit::grpc::serve(
             self.listener,
             routes,
             &["blob.llm.v1.Companion"],
             &[blob_proto::FILE_DESCRIPTOR_SET],
+            self.readiness,
             shutdown,
         )
         .await

@@ -11,7 +11,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 
 use blob_kit::admin::Readiness;
-use prometheus_client::registry::Registry;
 
 use crate::cold::MemoryColdStore;
 use crate::config::Config;
@@ -30,16 +29,8 @@ pub struct Application {
 impl Application {
     /// Connects to Redis and binds the gRPC listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let mut registry = Registry::with_prefix("blob");
-        let metrics = SessionMetrics::register(&mut registry);
-        let readiness = Readiness::default();
-        blob_kit::admin::spawn(
-            config.admin_addr,
-            Arc::new(registry),
-            readiness.clone(),
-            std::future::pending(),
-        )
-        .await?;
+        let (metrics, readiness, _) =
+            blob_kit::admin::start(config.admin_addr, SessionMetrics::register).await?;
         let client = redis::Client::open(config.redis_url.as_str())
             .with_context(|| format!("invalid REDIS_URL {:?}", config.redis_url))?;
         let manager_config = ConnectionManagerConfig::new()
@@ -75,17 +66,12 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "session-service listening");
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(SessionStoreServer::new(self.service));
-        self.readiness.set(true);
-        let readiness = self.readiness.clone();
-        let shutdown = async move {
-            shutdown.await;
-            readiness.set(false);
-        };
         blob_kit::grpc::serve(
             self.listener,
             routes,
             &["blob.session.v1.SessionStore"],
             &[blob_proto::FILE_DESCRIPTOR_SET],
+            self.readiness,
             shutdown,
         )
         .await

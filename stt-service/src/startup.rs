@@ -9,7 +9,6 @@ use blob_proto::stt::v1::speech_to_text_server::SpeechToTextServer;
 use tokio::net::TcpListener;
 
 use blob_kit::admin::Readiness;
-use prometheus_client::registry::Registry;
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -30,16 +29,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         // The admin server comes up first: it reports not ready while the model loads.
-        let mut registry = Registry::with_prefix("blob");
-        let metrics = SttMetrics::register(&mut registry);
-        let readiness = Readiness::default();
-        let admin_addr = blob_kit::admin::spawn(
-            config.admin_addr,
-            Arc::new(registry),
-            readiness.clone(),
-            std::future::pending(),
-        )
-        .await?;
+        let (metrics, readiness, admin_addr) =
+            blob_kit::admin::start(config.admin_addr, SttMetrics::register).await?;
         let (path, workers, queue, threads) =
             (config.model_path.clone(), config.workers, config.queue_depth, config.threads);
         let language = config.language.clone();
@@ -92,17 +83,12 @@ impl Application {
         tracing::info!(addr = %self.local_addr(), "stt-service listening");
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(SpeechToTextServer::new(self.service));
-        self.readiness.set(true);
-        let readiness = self.readiness.clone();
-        let shutdown = async move {
-            shutdown.await;
-            readiness.set(false);
-        };
         blob_kit::grpc::serve(
             self.listener,
             routes,
             &["blob.stt.v1.SpeechToText"],
             &[blob_proto::FILE_DESCRIPTOR_SET],
+            self.readiness,
             shutdown,
         )
         .await

@@ -38,6 +38,19 @@ struct Admin {
     readiness: Readiness,
 }
 
+/// Starts the admin server on `addr` for the process's lifetime, reporting not ready until the
+/// service sets its [`Readiness`]. `register` adds the service's metrics to the registry.
+pub async fn start<M>(
+    addr: SocketAddr,
+    register: impl FnOnce(&mut Registry) -> M,
+) -> anyhow::Result<(M, Readiness, SocketAddr)> {
+    let mut registry = Registry::with_prefix("blob");
+    let metrics = register(&mut registry);
+    let readiness = Readiness::default();
+    let bound = spawn(addr, Arc::new(registry), readiness.clone(), std::future::pending()).await?;
+    Ok((metrics, readiness, bound))
+}
+
 /// Binds `addr` and serves the admin routes until `shutdown` completes.
 pub async fn spawn(
     addr: SocketAddr,

@@ -13,19 +13,22 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::admin::Readiness;
 use crate::shutdown::DEFAULT_GRACE;
 
 /// Serves `routes` on `listener` until `shutdown` completes.
 ///
 /// `services` are the fully qualified names reported by `grpc.health.v1` (the empty name, the
 /// whole server, is always reported). `descriptors` are encoded file descriptor sets for
-/// reflection (v1 and v1alpha, so older grpcurl builds work too). When `shutdown` fires, every
-/// service turns `NOT_SERVING` first, then in-flight calls drain for at most the grace period.
+/// reflection (v1 and v1alpha, so older grpcurl builds work too). `readiness` (the admin
+/// server's) turns ready now. When `shutdown` fires, `readiness` and every service turn not
+/// ready (`NOT_SERVING`) first, then in-flight calls drain for at most the grace period.
 pub async fn serve(
     listener: TcpListener,
     mut routes: RoutesBuilder,
     services: &[&str],
     descriptors: &[&[u8]],
+    readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -48,8 +51,10 @@ pub async fn serve(
     routes.add_service(v1alpha.build_v1alpha().context("building reflection v1alpha")?);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    readiness.set(true);
     let drain = async move {
         shutdown.await;
+        readiness.set(false);
         for name in &names {
             reporter.set_service_status(name, ServingStatus::NotServing).await;
         }
