@@ -1,6 +1,6 @@
 //! Talks to a running stack like the phone does: exchange a sign-in token, pick (or add) a
 //! child, open the child's session, stream a WAV file over the voice socket in real time, and
-//! print what Blob heard and answered, with timings.
+//! print what Blob heard and answered as it happens, timed from the start of the audio.
 //!
 //! ```text
 //! TOKEN=$(target/debug/gateway dev-token --email parent@example.com)
@@ -55,9 +55,11 @@ async fn main() {
     let samples = read_wav(std::path::Path::new(&wav));
     let chunk_ms = 20;
     let silence = vec![0i16; 320];
+    let started = Instant::now();
     let mut last_word = None;
     let mut chunks = samples.chunks(chunk_ms * 16).peekable();
-    // The audio, then 2 s of silence, paced like a microphone unless --fast.
+    // The audio, then 2 s of silence, paced like a microphone unless --fast; events are printed
+    // as they arrive, timed from the start of the audio.
     for index in 0.. {
         let chunk = match chunks.next() {
             Some(chunk) => chunk,
@@ -66,24 +68,33 @@ async fn main() {
         };
         socket.send_speech_chunk(chunk).await;
         if chunks.peek().is_none() && last_word.is_none() {
-            last_word = Some(Instant::now());
+            last_word = Some(started.elapsed());
+            println!("[{:>5} ms] (last word sent)", started.elapsed().as_millis());
+        }
+        while let Some(Ok(message)) = socket.next_json_within(Duration::ZERO).await {
+            print_event(started, &message);
         }
         if !fast {
             tokio::time::sleep(Duration::from_millis(chunk_ms as u64)).await;
         }
     }
-    let last_word = last_word.unwrap_or_else(Instant::now);
-    println!("sent {:.1} s of audio and 2 s of silence", samples.len() as f64 / 16_000.0);
-
-    // Print every event until the socket has been quiet for 3 s; times are from the last word.
+    // Then everything until the socket has been quiet for 3 s.
     while let Some(Ok(message)) = socket.next_json_within(Duration::from_secs(3)).await {
-        let at = last_word.elapsed().as_millis();
-        match message["action"].as_str().unwrap_or_default() {
-            "stt_result" => println!("[{at:>5} ms] heard: {}", message["payload"]),
-            "ai_response" => println!("[{at:>5} ms] Blob: {}", message["payload"]["text"]),
-            "conversation.state" => println!("[{at:>5} ms] {}", message["payload"]["state"]),
-            other => println!("[{at:>5} ms] {other}: {}", message["payload"]),
-        }
+        print_event(started, &message);
     }
     socket.close().await;
+}
+
+fn print_event(started: Instant, message: &serde_json::Value) {
+    let at = started.elapsed().as_millis();
+    match message["action"].as_str().unwrap_or_default() {
+        "audio_ack" => {}
+        "stt_result" => println!("[{at:>5} ms] heard: {}", message["payload"]),
+        "ai_response.chunk" => {
+            println!("[{at:>5} ms] Blob (sentence): {}", message["payload"]["text"])
+        }
+        "ai_response" => println!("[{at:>5} ms] Blob: {}", message["payload"]["text"]),
+        "conversation.state" => println!("[{at:>5} ms] {}", message["payload"]["state"]),
+        other => println!("[{at:>5} ms] {other}: {}", message["payload"]),
+    }
 }
