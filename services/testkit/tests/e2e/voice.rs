@@ -554,3 +554,38 @@ async fn a_saturated_recogniser_sheds_load_with_stt_busy() {
     let stt = sockets[shed].wait_for("stt_result", TURN).await;
     assert_eq!(normalize(stt["payload"]["transcript"].as_str().unwrap()), "why is the sky blue");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_pings_are_answered_and_count_as_life() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let stack = Stack::start(with_env(vec![
+        ("gateway", "WS_HEARTBEAT_INTERVAL_SECONDS", "0.3".into()),
+        ("gateway", "WS_MAX_MISSED_PONGS", "2".into()),
+    ]))
+    .await;
+    let family = family(&stack, "pinger").await;
+    let url = format!("{}?token={}&session_id={}", stack.ws_url(), family.token, family.session_id);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Only protocol-level pings for 2 s, far past the heartbeat timeout: each is answered with
+    // a pong carrying its payload, and the socket stays open.
+    for i in 0..10u8 {
+        socket.send(Message::Ping(vec![i].into())).await.unwrap();
+        let pong = loop {
+            match tokio::time::timeout(QUICK, socket.next())
+                .await
+                .expect("an answer")
+                .unwrap()
+                .unwrap()
+            {
+                Message::Pong(payload) => break payload,
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+        };
+        assert_eq!(pong.as_ref(), &[i]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    socket.close(None).await.unwrap();
+}
