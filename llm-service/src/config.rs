@@ -44,8 +44,12 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     /// The provider and its settings.
     pub provider: ProviderConfig,
-    /// `LLM_TIMEOUT_SECONDS` (default 20): the longest a whole reply may take.
+    /// `LLM_TIMEOUT_SECONDS` (default 10): the longest a whole reply may take.
     pub timeout: Duration,
+    /// `LLM_FIRST_TOKEN_TIMEOUT_SECONDS` (default 5): per attempt, the longest until the first text.
+    pub first_token_timeout: Duration,
+    /// `LLM_MAX_RETRIES` (default 2): retries on rate limits, outages and silence.
+    pub max_retries: u32,
 }
 
 impl Config {
@@ -65,7 +69,13 @@ impl Config {
         let model = env.string("GEMINI_MODEL", DEFAULT_GEMINI_MODEL);
         let max_output_tokens = env.parse("LLM_MAX_OUTPUT_TOKENS", 200u32);
         let temperature = env.parse("LLM_TEMPERATURE", 0.7f32);
-        let timeout = env.parse("LLM_TIMEOUT_SECONDS", 20u64);
+        let timeout = env.parse("LLM_TIMEOUT_SECONDS", 10u64);
+        let first_token = env.parse("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", 5.0f64);
+        env.check(first_token > 0.0 && first_token <= 60.0, || {
+            "LLM_FIRST_TOKEN_TIMEOUT_SECONDS must be between 0 and 60".to_owned()
+        });
+        let max_retries = env.parse("LLM_MAX_RETRIES", 2u32);
+        env.check(max_retries <= 10, || "LLM_MAX_RETRIES must be at most 10".to_owned());
         env.check(timeout > 0, || "LLM_TIMEOUT_SECONDS must be at least 1".to_owned());
         env.check(api_base.starts_with("http://") || api_base.starts_with("https://"), || {
             format!("GEMINI_API_BASE={api_base:?}: expected an http(s) URL")
@@ -96,7 +106,14 @@ impl Config {
             ProviderConfig::Bypass
         };
         env.finish()?;
-        Ok(Self { grpc_addr, admin_addr, provider, timeout: Duration::from_secs(timeout) })
+        Ok(Self {
+            grpc_addr,
+            admin_addr,
+            provider,
+            timeout: Duration::from_secs(timeout),
+            first_token_timeout: Duration::from_secs_f64(first_token.clamp(0.001, 60.0)),
+            max_retries,
+        })
     }
 }
 

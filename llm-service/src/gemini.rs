@@ -114,7 +114,13 @@ impl ReplyProvider for GeminiProvider {
             let mut decoder = SseDecoder::default();
             let mut produced = false;
             loop {
-                let (events, finished) = match bytes.next().await {
+                // Waiting for the provider, also watch the caller: when it has gone, return, and
+                // dropping the body closes the provider's connection, which stops generation.
+                let next = tokio::select! {
+                    next = bytes.next() => next,
+                    () = tx.closed() => return,
+                };
+                let (events, finished) = match next {
                     Some(Ok(chunk)) => (decoder.push(&chunk), false),
                     Some(Err(err)) => {
                         let _ = tx.send(Err(err.into())).await;

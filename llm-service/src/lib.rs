@@ -3,6 +3,7 @@
 
 pub mod bypass;
 pub mod config;
+pub mod filter;
 pub mod gemini;
 pub mod metrics;
 pub mod persona;

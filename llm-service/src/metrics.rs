@@ -18,8 +18,12 @@ pub struct LlmMetrics {
     pub reply: Histogram,
     /// Completed replies.
     pub replies: Counter,
-    /// Failed replies by kind: rate_limited, unavailable, timeout, rejected.
+    /// Failed provider calls by kind: rate_limited, unavailable, timeout, rejected.
     pub errors: Family<Labels, Counter>,
+    /// Retried provider calls.
+    pub retries: Counter,
+    /// Sentences replaced by the output filter, by reason (and empty replies).
+    pub filtered: Family<Labels, Counter>,
 }
 
 impl LlmMetrics {
@@ -30,6 +34,8 @@ impl LlmMetrics {
             reply: Histogram::new(latency_buckets()),
             replies: Counter::default(),
             errors: Family::default(),
+            retries: Counter::default(),
+            filtered: Family::default(),
         };
         registry.register(
             "llm_first_token_seconds",
@@ -38,12 +44,30 @@ impl LlmMetrics {
         );
         registry.register("llm_reply_seconds", "Time to the complete reply", metrics.reply.clone());
         registry.register("llm_replies", "Completed replies", metrics.replies.clone());
-        registry.register("llm_errors", "Failed replies by kind", metrics.errors.clone());
+        registry.register("llm_errors", "Failed provider calls by kind", metrics.errors.clone());
+        registry.register("llm_retries", "Retried provider calls", metrics.retries.clone());
+        registry.register(
+            "llm_filtered",
+            "Sentences replaced by the output filter, by reason",
+            metrics.filtered.clone(),
+        );
         metrics
+    }
+
+    /// Counts a replaced sentence.
+    pub fn filtered(&self, reason: &'static str) {
+        self.filtered.get_or_create(&vec![("reason", reason)]).inc();
     }
 
     /// Counts a failure.
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&vec![("kind", kind)]).inc();
+    }
+}
+
+impl Default for LlmMetrics {
+    /// Metrics registered nowhere (tests, tools).
+    fn default() -> Self {
+        Self::register(&mut Registry::default())
     }
 }

@@ -1,37 +1,113 @@
-//! The `blob.llm.v1.Companion` gRPC service: streams a provider's reply as deltas, then a final.
+//! The `blob.llm.v1.Companion` gRPC service: streams a provider's reply sentence by sentence,
+//! each checked by the output filter, then one final event.
+//!
+//! Resilience: the reply has an overall deadline and a first-text deadline; a provider that is
+//! rate limited, unavailable or silent before its first text is retried with jittered
+//! exponential backoff while the deadline allows. Once text has been sent nothing is retried
+//! (the child would hear it twice). A blocked or empty reply becomes a gentle line in Blob's
+//! voice, never an error the child hears.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blob_kit::ErrorKind;
+use blob_kit::sentences::SentenceSplitter;
 use blob_proto::llm::v1::companion_server::Companion;
 use blob_proto::llm::v1::{
     GenerateReplyRequest, ReplyEvent, ReplyFinal, TextDelta, reply_event::Event,
 };
 use futures::StreamExt as _;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use crate::filter::{OutputFilter, REPLACEMENT};
+use crate::gemini::SAFE_FALLBACK;
 use crate::metrics::LlmMetrics;
-use crate::provider::ReplyProvider;
+use crate::provider::{ProviderError, ReplyProvider, TextStream};
 
 /// Longest child utterance accepted, in bytes.
 const MAX_USER_TEXT_BYTES: usize = 4 * 1024;
+/// First backoff before a retry; doubled each time, with ±50 % jitter.
+const BACKOFF: Duration = Duration::from_millis(200);
+
+/// Deadlines and retries of one reply.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyPolicy {
+    /// The longest a whole reply may take.
+    pub timeout: Duration,
+    /// The longest the provider may take to produce its first text, per attempt.
+    pub first_token_timeout: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+}
 
 /// The service over one provider.
 #[derive(Clone)]
 pub struct CompanionService {
     provider: Arc<dyn ReplyProvider>,
-    timeout: Duration,
+    policy: ReplyPolicy,
     metrics: LlmMetrics,
+    filter: Arc<OutputFilter>,
 }
 
 impl CompanionService {
-    /// A service that gives each reply at most `timeout`.
-    pub fn new(provider: Arc<dyn ReplyProvider>, timeout: Duration, metrics: LlmMetrics) -> Self {
-        Self { provider, timeout, metrics }
+    /// A service answering with `provider` under `policy`.
+    pub fn new(provider: Arc<dyn ReplyProvider>, policy: ReplyPolicy, metrics: LlmMetrics) -> Self {
+        Self { provider, policy, metrics, filter: Arc::new(OutputFilter::default()) }
     }
+
+    /// Opens the provider's stream and waits for its first text, retrying what can be retried.
+    async fn first_text(
+        &self,
+        request: &GenerateReplyRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<(TextStream, Option<String>), ProviderError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.attempt(request, deadline).await;
+            match result {
+                Err(err) if err.retryable() && attempt < self.policy.max_retries => {
+                    let backoff = jittered(BACKOFF * 2u32.pow(attempt));
+                    if tokio::time::Instant::now() + backoff >= deadline {
+                        return Err(err);
+                    }
+                    tracing::info!(error = %err, attempt, backoff_ms = backoff.as_millis() as u64, "retrying the provider");
+                    self.metrics.error(err.metric_kind());
+                    self.metrics.retries.inc();
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        request: &GenerateReplyRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<(TextStream, Option<String>), ProviderError> {
+        let first_deadline =
+            deadline.min(tokio::time::Instant::now() + self.policy.first_token_timeout);
+        let timed_out = || ProviderError::Timeout("no text from the provider in time".into());
+        let mut stream = tokio::time::timeout_at(first_deadline, self.provider.reply(request))
+            .await
+            .map_err(|_| timed_out())??;
+        match tokio::time::timeout_at(first_deadline, stream.next()).await {
+            Ok(Some(Ok(text))) => Ok((stream, Some(text))),
+            Ok(Some(Err(err))) => Err(err),
+            Ok(None) => Ok((stream, None)),
+            Err(_) => Err(timed_out()),
+        }
+    }
+}
+
+/// `base` ± 50 %.
+fn jittered(base: Duration) -> Duration {
+    let factor = 0.5 + rand::random::<f64>();
+    base.mul_f64(factor)
 }
 
 #[tonic::async_trait]
@@ -58,85 +134,136 @@ impl Companion for CompanionService {
             chars = tracing::field::Empty,
         );
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut text_stream = tokio::time::timeout_at(deadline, self.provider.reply(&request))
-            .instrument(span.clone())
-            .await
-            .map_err(|_| {
-                self.metrics.error("timeout");
-                ErrorKind::DeadlineExceeded.status("the model took too long")
-            })?
-            .map_err(|err| {
+        let deadline = tokio::time::Instant::now() + self.policy.timeout;
+        let (text_stream, first) =
+            self.first_text(&request, deadline).instrument(span.clone()).await.map_err(|err| {
                 self.metrics.error(err.metric_kind());
                 tracing::warn!(parent: &span, error = %err, "provider failed");
                 err.kind().status(format!("the model could not answer: {}", err.kind_label()))
             })?;
+        span.record("ttft_ms", started.elapsed().as_millis() as u64);
+        self.metrics.first_token.observe(started.elapsed().as_secs_f64());
 
-        let (tx, rx) = tokio::sync::mpsc::channel(32);
+        let (tx, rx) = mpsc::channel(32);
+        let reply = Reply {
+            tx,
+            filter: Arc::clone(&self.filter),
+            metrics: self.metrics.clone(),
+            splitter: SentenceSplitter::default(),
+            full: String::new(),
+        };
         let model = self.provider.model().to_owned();
-        let metrics = self.metrics.clone();
-        tokio::spawn(
-            async move {
-                let mut full = String::new();
-                loop {
-                    let next = match tokio::time::timeout_at(deadline, text_stream.next()).await {
-                        Ok(next) => next,
-                        Err(_) => {
-                            metrics.error("timeout");
-                            let status =
-                                ErrorKind::DeadlineExceeded.status("the model took too long");
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                    };
-                    match next {
-                        Some(Ok(text)) => {
-                            if full.is_empty() {
-                                tracing::Span::current()
-                                    .record("ttft_ms", started.elapsed().as_millis() as u64);
-                                metrics.first_token.observe(started.elapsed().as_secs_f64());
-                            }
-                            full.push_str(&text);
-                            let event =
-                                ReplyEvent { event: Some(Event::Delta(TextDelta { text })) };
-                            if tx.send(Ok(event)).await.is_err() {
-                                tracing::debug!("caller went away; reply abandoned");
-                                return;
-                            }
-                        }
-                        Some(Err(err)) => {
-                            metrics.error(err.metric_kind());
-                            tracing::warn!(error = %err, "provider failed mid-reply");
-                            let status = err.kind().status(format!(
-                                "the model could not answer: {}",
-                                err.kind_label()
-                            ));
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                        None => break,
-                    }
-                }
-                let full = full.trim().to_owned();
-                tracing::Span::current().record("chars", full.chars().count() as u64);
-                metrics.replies.inc();
-                metrics.reply.observe(started.elapsed().as_secs_f64());
-                let event = ReplyEvent {
-                    event: Some(Event::Final(ReplyFinal {
-                        text: full,
-                        model,
-                        latency_ms: started.elapsed().as_millis() as u32,
-                    })),
-                };
-                let _ = tx.send(Ok(event)).await;
-            }
-            .instrument(span),
-        );
+        tokio::spawn(reply.run(text_stream, first, deadline, model, started).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
-impl crate::provider::ProviderError {
+/// One reply being streamed to the caller.
+struct Reply {
+    tx: mpsc::Sender<Result<ReplyEvent, Status>>,
+    filter: Arc<OutputFilter>,
+    metrics: LlmMetrics,
+    splitter: SentenceSplitter,
+    /// What was sent so far.
+    full: String,
+}
+
+impl Reply {
+    async fn run(
+        mut self,
+        mut stream: TextStream,
+        first: Option<String>,
+        deadline: tokio::time::Instant,
+        model: String,
+        started: Instant,
+    ) {
+        let mut next = first.map(Ok);
+        loop {
+            let text = match next.take() {
+                Some(item) => Some(item),
+                None => match tokio::select! {
+                    item = tokio::time::timeout_at(deadline, stream.next()) => item,
+                    () = self.tx.closed() => {
+                        tracing::debug!("caller went away; reply abandoned");
+                        return;
+                    }
+                } {
+                    Ok(item) => item,
+                    Err(_) => {
+                        self.metrics.error("timeout");
+                        let status = ErrorKind::DeadlineExceeded.status("the model took too long");
+                        let _ = self.tx.send(Err(status)).await;
+                        return;
+                    }
+                },
+            };
+            match text {
+                Some(Ok(text)) => {
+                    for sentence in self.splitter.push(&text) {
+                        if !self.send_sentence(sentence).await {
+                            tracing::debug!("caller went away; reply abandoned");
+                            return;
+                        }
+                    }
+                }
+                Some(Err(err)) => {
+                    self.metrics.error(err.metric_kind());
+                    tracing::warn!(error = %err, "provider failed mid-reply");
+                    let status = err
+                        .kind()
+                        .status(format!("the model could not answer: {}", err.kind_label()));
+                    let _ = self.tx.send(Err(status)).await;
+                    return;
+                }
+                None => break,
+            }
+        }
+        if let Some(rest) = self.splitter.finish()
+            && !self.send_sentence(rest).await
+        {
+            return;
+        }
+        if self.full.trim().is_empty() {
+            self.metrics.filtered("empty");
+            if !self.send_sentence(SAFE_FALLBACK.to_owned()).await {
+                return;
+            }
+        }
+        let full = self.full.trim().to_owned();
+        tracing::Span::current().record("chars", full.chars().count() as u64);
+        self.metrics.replies.inc();
+        self.metrics.reply.observe(started.elapsed().as_secs_f64());
+        let event = ReplyEvent {
+            event: Some(Event::Final(ReplyFinal {
+                text: full,
+                model,
+                latency_ms: started.elapsed().as_millis() as u32,
+            })),
+        };
+        let _ = self.tx.send(Ok(event)).await;
+    }
+
+    /// Filters and sends one sentence as a delta (a whole sentence and a trailing space); false
+    /// when the caller has gone.
+    async fn send_sentence(&mut self, sentence: String) -> bool {
+        let sentence = match self.filter.check(&sentence) {
+            Ok(()) => sentence,
+            Err(reason) => {
+                tracing::warn!(reason, "a sentence of the reply was replaced by the output filter");
+                self.metrics.filtered(reason);
+                REPLACEMENT.to_owned()
+            }
+        };
+        // Each delta is one whole sentence and ends with a space, so a reader that cuts
+        // sentences at "punctuation + space" can pass it on at once.
+        let text = format!("{sentence} ");
+        self.full.push_str(&text);
+        let event = ReplyEvent { event: Some(Event::Delta(TextDelta { text })) };
+        self.tx.send(Ok(event)).await.is_ok()
+    }
+}
+
+impl ProviderError {
     /// A short, non-sensitive label for the client.
     pub fn kind_label(&self) -> &'static str {
         match self {
@@ -145,5 +272,10 @@ impl crate::provider::ProviderError {
             Self::Timeout(_) => "provider timed out",
             Self::Rejected(_) => "request rejected",
         }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Self::Rejected(_))
     }
 }

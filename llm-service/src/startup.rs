@@ -16,7 +16,7 @@ use crate::config::{Config, ProviderConfig};
 use crate::gemini::GeminiProvider;
 use crate::metrics::LlmMetrics;
 use crate::provider::ReplyProvider;
-use crate::service::CompanionService;
+use crate::service::{CompanionService, ReplyPolicy};
 
 /// A built llm-service, listening but not yet serving.
 pub struct Application {
@@ -50,7 +50,15 @@ impl Application {
             .with_context(|| format!("binding LLM_GRPC_ADDR {}", config.grpc_addr))?;
         Ok(Self {
             listener,
-            service: CompanionService::new(provider, config.timeout, metrics),
+            service: CompanionService::new(
+                provider,
+                ReplyPolicy {
+                    timeout: config.timeout,
+                    first_token_timeout: config.first_token_timeout,
+                    max_retries: config.max_retries,
+                },
+                metrics,
+            ),
             readiness,
         })
     }

@@ -5,6 +5,5 @@ pub mod frame;
 pub mod limits;
 pub mod messages;
 pub mod outbox;
-pub mod sentences;
 pub mod turn;
 pub mod voice;

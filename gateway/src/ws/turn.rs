@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use super::sentences::SentenceSplitter;
+use blob_kit::sentences::SentenceSplitter;
 
 /// What a reply task reports to its connection.
 #[derive(Debug)]

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod sentences;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -37,12 +37,16 @@ pub enum Script {
     },
     /// An error status with Google's error body.
     Fail(u16),
+    /// This exact response body, sent as server-sent events (for malformed or unusual data).
+    Raw(String),
 }
 
 #[derive(Default)]
 struct Shared {
     requests: Vec<RecordedRequest>,
     scripts: Vec<Script>,
+    /// Streamed replies whose client went away before the last chunk.
+    abandoned: usize,
 }
 
 /// The running fake.
@@ -84,6 +88,11 @@ impl FakeGemini {
     /// Queues how the next request is answered.
     pub fn push(&self, script: Script) {
         self.shared.lock().expect("lock").scripts.push(script);
+    }
+
+    /// Streamed replies the client disconnected from before they were complete.
+    pub fn abandoned(&self) -> usize {
+        self.shared.lock().expect("lock").abandoned
     }
 
     /// Every request received so far.
@@ -132,6 +141,9 @@ async fn handle(
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return google_error(status, "UNAVAILABLE", "The model is overloaded.");
         }
+        Script::Raw(body) => {
+            return ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response();
+        }
         Script::Reply(reply) => (split_in_three(&reply), std::time::Duration::ZERO),
         Script::Slow { chunks, pause } => (chunks, pause),
     };
@@ -141,11 +153,13 @@ async fn handle(
         }
         "streamGenerateContent" if query.get("alt").map(String::as_str) == Some("sse") => {
             let count = chunks.len();
-            let events = futures::stream::unfold(0usize, move |i| {
+            let guard = AbandonGuard { shared: Arc::clone(&shared), complete: false };
+            let events = futures::stream::unfold((0usize, guard), move |(i, guard)| {
                 let chunks = chunks.clone();
                 let model = model.clone();
                 async move {
                     if i >= count {
+                        guard.finish();
                         return None;
                     }
                     if i > 0 && !pause.is_zero() {
@@ -153,13 +167,35 @@ async fn handle(
                     }
                     let finish = (i == count - 1).then_some("STOP");
                     let event = format!("data: {}\r\n\r\n", chunk(&chunks[i], finish, &model));
-                    Some((Ok::<_, std::convert::Infallible>(event), i + 1))
+                    Some((Ok::<_, std::convert::Infallible>(event), (i + 1, guard)))
                 }
             });
             ([(header::CONTENT_TYPE, "text/event-stream")], axum::body::Body::from_stream(events))
                 .into_response()
         }
         _ => google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown method."),
+    }
+}
+
+/// Counts a streamed reply as abandoned when it is dropped before its end.
+struct AbandonGuard {
+    shared: Arc<Mutex<Shared>>,
+    complete: bool,
+}
+
+impl AbandonGuard {
+    fn finish(mut self) {
+        self.complete = true;
+    }
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if !self.complete
+            && let Ok(mut shared) = self.shared.lock()
+        {
+            shared.abandoned += 1;
+        }
     }
 }
 

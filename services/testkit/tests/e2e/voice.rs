@@ -372,7 +372,10 @@ async fn reply_failures_become_error_events_and_the_socket_stays() {
     let family = family(&stack, "unlucky").await;
     let mut socket = family.socket(&stack).await;
 
-    stack.gemini.push(Script::Fail(503));
+    // An outage outlasting the llm-service's retries (two by default).
+    for _ in 0..3 {
+        stack.gemini.push(Script::Fail(503));
+    }
     socket.send_speech(&utterance("utt2"), 100, 1200).await;
     let error = socket.wait_for("error", TURN).await;
     assert_eq!(error["payload"]["code"], "LLM_UNAVAILABLE");

@@ -1,5 +1,5 @@
-//! Cuts streamed reply text into sentences, so the phone can start speaking the first one while
-//! the rest is still being written.
+//! Cuts streamed text into sentences, so a reply can be checked and spoken sentence by sentence
+//! while the rest is still being written.
 
 /// Words whose trailing period does not end a sentence.
 const ABBREVIATIONS: &[&str] = &["mr.", "mrs.", "ms.", "dr.", "st.", "e.g.", "i.e.", "etc.", "vs."];

@@ -1,0 +1,168 @@
+//! The reply path against a local server speaking the Gemini wire format: retries, deadlines,
+//! safety, malformed data, the output filter and cancellation, through the production client.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blob_proto::llm::v1::companion_server::Companion;
+use blob_proto::llm::v1::{GenerateReplyRequest, reply_event::Event};
+use blob_testkit::gemini::{self, DEFAULT_REPLY, FakeGemini, Script};
+use llm_service::config::GeminiConfig;
+use llm_service::filter::REPLACEMENT;
+use llm_service::gemini::{GeminiProvider, SAFE_FALLBACK};
+use llm_service::metrics::LlmMetrics;
+use llm_service::service::{CompanionService, ReplyPolicy};
+use tokio_stream::StreamExt as _;
+
+fn service(
+    fake: &FakeGemini,
+    timeout: Duration,
+    first_token: Duration,
+    retries: u32,
+) -> CompanionService {
+    let config = GeminiConfig {
+        api_base: fake.base_url(),
+        api_key: gemini::API_KEY.to_owned().into(),
+        model: "gemini-test".into(),
+        max_output_tokens: 100,
+        temperature: 0.5,
+    };
+    let provider = GeminiProvider::new(reqwest::Client::new(), config);
+    let policy = ReplyPolicy { timeout, first_token_timeout: first_token, max_retries: retries };
+    CompanionService::new(Arc::new(provider), policy, LlmMetrics::default())
+}
+
+fn request() -> tonic::Request<GenerateReplyRequest> {
+    tonic::Request::new(GenerateReplyRequest {
+        conversation_id: "c".into(),
+        request_id: "r".into(),
+        user_text: "Tell me a story".into(),
+        ..Default::default()
+    })
+}
+
+/// The deltas and the final text of a reply, or its error status.
+async fn reply(service: &CompanionService) -> Result<(Vec<String>, String), tonic::Status> {
+    let mut stream = service.generate_reply(request()).await?.into_inner();
+    let mut deltas = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event?.event {
+            Some(Event::Delta(delta)) => deltas.push(delta.text),
+            Some(Event::Final(last)) => return Ok((deltas, last.text)),
+            None => {}
+        }
+    }
+    panic!("the stream ended without a final event")
+}
+
+const LONG: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_normal_stream_arrives_sentence_by_sentence() {
+    let fake = FakeGemini::start().await;
+    let (deltas, full) = reply(&service(&fake, LONG, LONG, 2)).await.unwrap();
+    assert_eq!(full, DEFAULT_REPLY);
+    assert_eq!(
+        deltas,
+        [
+            "Once upon a time, a friendly dragon learned to share. ",
+            "What should the dragon do next? "
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried() {
+    let fake = FakeGemini::start().await;
+    fake.push(Script::Fail(429));
+    fake.push(Script::Fail(503));
+    let (_, full) = reply(&service(&fake, LONG, LONG, 2)).await.unwrap();
+    assert_eq!(full, DEFAULT_REPLY);
+    assert_eq!(fake.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn an_outage_fails_within_the_deadline() {
+    let fake = FakeGemini::start().await;
+    for _ in 0..20 {
+        fake.push(Script::Fail(503));
+    }
+    let started = Instant::now();
+    let err = reply(&service(&fake, Duration::from_secs(1), LONG, 10)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(fake.requests().len() >= 2, "retried while the deadline allowed");
+}
+
+#[tokio::test]
+async fn a_stalled_first_token_is_retried() {
+    let fake = FakeGemini::start().await;
+    fake.push(Script::Slow {
+        chunks: vec![String::new(), "Too late.".into()],
+        pause: Duration::from_secs(5),
+    });
+    let started = Instant::now();
+    let (_, full) = reply(&service(&fake, LONG, Duration::from_millis(500), 1)).await.unwrap();
+    assert_eq!(full, DEFAULT_REPLY);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(fake.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn safety_blocks_become_a_gentle_redirect() {
+    let fake = FakeGemini::start().await;
+    fake.push(Script::Raw(
+        "data: {\"promptFeedback\":{\"blockReason\":\"SAFETY\"}}\r\n\r\n".into(),
+    ));
+    let (_, full) = reply(&service(&fake, LONG, LONG, 0)).await.unwrap();
+    assert_eq!(full, SAFE_FALLBACK);
+    fake.push(Script::Raw("data: {\"candidates\":[{\"finishReason\":\"SAFETY\"}]}\r\n\r\n".into()));
+    let (_, full) = reply(&service(&fake, LONG, LONG, 0)).await.unwrap();
+    assert_eq!(full, SAFE_FALLBACK);
+    // An empty reply is not silence for the child either.
+    fake.push(Script::Raw("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\"}]},\"finishReason\":\"STOP\"}]}\r\n\r\n".into()));
+    let (_, full) = reply(&service(&fake, LONG, LONG, 0)).await.unwrap();
+    assert_eq!(full, SAFE_FALLBACK);
+}
+
+#[tokio::test]
+async fn malformed_data_is_an_error_and_not_retried() {
+    let fake = FakeGemini::start().await;
+    fake.push(Script::Raw("data: {not json\r\n\r\n".into()));
+    let err = reply(&service(&fake, LONG, LONG, 3)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Internal);
+    assert_eq!(fake.requests().len(), 1);
+    assert!(!err.message().contains("not json"), "no provider detail reaches the caller");
+}
+
+#[tokio::test]
+async fn every_sentence_passes_the_output_filter() {
+    let fake = FakeGemini::start().await;
+    fake.push_reply("Call me at 555-123-4567 tonight. Or write to blob@example.com. Bye for now!");
+    let (deltas, full) = reply(&service(&fake, LONG, LONG, 0)).await.unwrap();
+    assert_eq!(
+        deltas,
+        [format!("{REPLACEMENT} "), format!("{REPLACEMENT} "), "Bye for now! ".to_owned()]
+    );
+    assert_eq!(full, format!("{REPLACEMENT} {REPLACEMENT} Bye for now!"));
+}
+
+#[tokio::test]
+async fn dropping_the_reply_stops_generation_at_the_provider() {
+    let fake = FakeGemini::start().await;
+    fake.push(Script::Slow {
+        chunks: vec!["Once upon a time. ".into(), "And then...".into()],
+        pause: Duration::from_secs(30),
+    });
+    let service = service(&fake, Duration::from_secs(60), LONG, 0);
+    let mut stream = service.generate_reply(request()).await.unwrap().into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(matches!(first.event, Some(Event::Delta(_))));
+    drop(stream);
+    blob_testkit::eventually(
+        "the provider connection to drop",
+        Duration::from_secs(10),
+        || async { (fake.abandoned() == 1).then_some(()) },
+    )
+    .await;
+}
