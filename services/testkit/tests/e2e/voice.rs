@@ -262,6 +262,8 @@ async fn sentences_stream_and_barge_in_cancels_the_reply() {
     assert_eq!(cancelled["payload"]["sent_text"], "Once upon a time, a dragon found a shiny egg.");
     socket.wait_for("stt_result", TURN).await;
     socket.wait_for("ai_response", TURN).await;
+    // IDLE follows the saving of the exchange.
+    assert_eq!(socket.wait_for("conversation.state", TURN).await["payload"]["state"], "IDLE");
     assert!(!socket.received.iter().any(|m| m["action"] == "ai_response" && m["meta"]["request_id"] == request_id.as_str()));
 
     let contents = stack.gemini.requests()[1].body["contents"].clone();
