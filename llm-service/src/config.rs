@@ -50,6 +50,14 @@ pub struct Config {
     pub first_token_timeout: Duration,
     /// `LLM_MAX_RETRIES` (default 2): retries on rate limits, outages and silence.
     pub max_retries: u32,
+    /// `LLM_HISTORY_TURNS` (default 8): most earlier turns sent to the model.
+    pub history_turns: usize,
+    /// `LLM_HISTORY_TOKEN_BUDGET` (default 1500): most tokens of earlier turns.
+    pub history_token_budget: usize,
+    /// `LLM_FALLBACK_PROVIDER` (`bypass`, or unset for none): answers while the provider fails.
+    pub fallback_bypass: bool,
+    /// `LLM_BREAKER_FAILURES` (default 5) and `LLM_BREAKER_COOLDOWN_SECONDS` (default 30).
+    pub breaker: crate::breaker::BreakerPolicy,
 }
 
 impl Config {
@@ -75,6 +83,15 @@ impl Config {
             "LLM_FIRST_TOKEN_TIMEOUT_SECONDS must be between 0 and 60".to_owned()
         });
         let max_retries = env.parse("LLM_MAX_RETRIES", 2u32);
+        let history_turns = env.parse("LLM_HISTORY_TURNS", 8usize);
+        let history_token_budget = env.parse("LLM_HISTORY_TOKEN_BUDGET", 1500usize);
+        let fallback = env.string("LLM_FALLBACK_PROVIDER", "").to_ascii_lowercase();
+        env.check(fallback.is_empty() || fallback == "bypass" || fallback == "none", || {
+            format!("LLM_FALLBACK_PROVIDER={fallback:?}: expected bypass (or unset)")
+        });
+        let breaker_failures = env.parse("LLM_BREAKER_FAILURES", 5u32);
+        let breaker_cooldown = env.parse("LLM_BREAKER_COOLDOWN_SECONDS", 30u64);
+        env.check(breaker_failures >= 1, || "LLM_BREAKER_FAILURES must be at least 1".to_owned());
         env.check(max_retries <= 10, || "LLM_MAX_RETRIES must be at most 10".to_owned());
         env.check(timeout > 0, || "LLM_TIMEOUT_SECONDS must be at least 1".to_owned());
         env.check(api_base.starts_with("http://") || api_base.starts_with("https://"), || {
@@ -113,6 +130,13 @@ impl Config {
             timeout: Duration::from_secs(timeout),
             first_token_timeout: Duration::from_secs_f64(first_token.clamp(0.001, 60.0)),
             max_retries,
+            history_turns,
+            history_token_budget,
+            fallback_bypass: fallback == "bypass",
+            breaker: crate::breaker::BreakerPolicy {
+                failures: breaker_failures,
+                cooldown: Duration::from_secs(breaker_cooldown),
+            },
         })
     }
 }

@@ -22,6 +22,8 @@ pub struct LlmMetrics {
     pub errors: Family<Labels, Counter>,
     /// Retried provider calls.
     pub retries: Counter,
+    /// Replies given by the fallback provider.
+    pub fallbacks: Counter,
     /// Sentences replaced by the output filter, by reason (and empty replies).
     pub filtered: Family<Labels, Counter>,
 }
@@ -35,6 +37,7 @@ impl LlmMetrics {
             replies: Counter::default(),
             errors: Family::default(),
             retries: Counter::default(),
+            fallbacks: Counter::default(),
             filtered: Family::default(),
         };
         registry.register(
@@ -46,6 +49,11 @@ impl LlmMetrics {
         registry.register("llm_replies", "Completed replies", metrics.replies.clone());
         registry.register("llm_errors", "Failed provider calls by kind", metrics.errors.clone());
         registry.register("llm_retries", "Retried provider calls", metrics.retries.clone());
+        registry.register(
+            "llm_fallbacks",
+            "Replies given by the fallback",
+            metrics.fallbacks.clone(),
+        );
         registry.register(
             "llm_filtered",
             "Sentences replaced by the output filter, by reason",

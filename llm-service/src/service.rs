@@ -14,7 +14,7 @@ use blob_kit::ErrorKind;
 use blob_kit::sentences::SentenceSplitter;
 use blob_proto::llm::v1::companion_server::Companion;
 use blob_proto::llm::v1::{
-    GenerateReplyRequest, ReplyEvent, ReplyFinal, TextDelta, reply_event::Event,
+    GenerateReplyRequest, ReplyEvent, ReplyFinal, Role, TextDelta, Turn, reply_event::Event,
 };
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -22,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use crate::breaker::{BreakerPolicy, CircuitBreaker};
 use crate::filter::{OutputFilter, REPLACEMENT};
 use crate::gemini::SAFE_FALLBACK;
 use crate::metrics::LlmMetrics;
@@ -32,7 +33,7 @@ const MAX_USER_TEXT_BYTES: usize = 4 * 1024;
 /// First backoff before a retry; doubled each time, with ±50 % jitter.
 const BACKOFF: Duration = Duration::from_millis(200);
 
-/// Deadlines and retries of one reply.
+/// Deadlines, retries and history of one reply.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyPolicy {
     /// The longest a whole reply may take.
@@ -41,32 +42,90 @@ pub struct ReplyPolicy {
     pub first_token_timeout: Duration,
     /// Retries after the first attempt.
     pub max_retries: u32,
+    /// Most earlier turns (messages) sent to the model.
+    pub history_turns: usize,
+    /// Most tokens of earlier turns sent to the model (estimated at four characters a token).
+    pub history_token_budget: usize,
 }
 
-/// The service over one provider.
+/// The service over one provider, with an optional fallback.
 #[derive(Clone)]
 pub struct CompanionService {
     provider: Arc<dyn ReplyProvider>,
+    fallback: Option<Arc<dyn ReplyProvider>>,
+    breaker: Arc<CircuitBreaker>,
     policy: ReplyPolicy,
     metrics: LlmMetrics,
     filter: Arc<OutputFilter>,
 }
 
 impl CompanionService {
-    /// A service answering with `provider` under `policy`.
+    /// A service answering with `provider` under `policy`, with no fallback.
     pub fn new(provider: Arc<dyn ReplyProvider>, policy: ReplyPolicy, metrics: LlmMetrics) -> Self {
-        Self { provider, policy, metrics, filter: Arc::new(OutputFilter::default()) }
+        let breaker = BreakerPolicy { failures: 5, cooldown: Duration::from_secs(30) };
+        Self::with_fallback(provider, None, breaker, policy, metrics)
     }
 
-    /// Opens the provider's stream and waits for its first text, retrying what can be retried.
+    /// A service whose `fallback` answers while `provider` fails or its circuit is open.
+    pub fn with_fallback(
+        provider: Arc<dyn ReplyProvider>,
+        fallback: Option<Arc<dyn ReplyProvider>>,
+        breaker: BreakerPolicy,
+        policy: ReplyPolicy,
+        metrics: LlmMetrics,
+    ) -> Self {
+        Self {
+            provider,
+            fallback,
+            breaker: Arc::new(CircuitBreaker::new(breaker)),
+            policy,
+            metrics,
+            filter: Arc::new(OutputFilter::default()),
+        }
+    }
+
+    /// The first text of the reply and the model giving it: the provider while its circuit is
+    /// closed, else (or when it fails) the fallback.
     async fn first_text(
         &self,
+        request: &GenerateReplyRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<(TextStream, Option<String>, String), ProviderError> {
+        let primary_error = if self.breaker.allows() {
+            match self.first_text_from(&*self.provider, request, deadline).await {
+                Ok((stream, first)) => {
+                    self.breaker.success();
+                    return Ok((stream, first, self.provider.model().to_owned()));
+                }
+                Err(err) => {
+                    if self.breaker.failure() {
+                        tracing::warn!(error = %err, "provider circuit opened");
+                    }
+                    err
+                }
+            }
+        } else {
+            ProviderError::Unavailable("provider circuit open".into())
+        };
+        let Some(fallback) = &self.fallback else {
+            return Err(primary_error);
+        };
+        tracing::warn!(error = %primary_error, fallback = fallback.model(), "answering with the fallback");
+        self.metrics.fallbacks.inc();
+        let (stream, first) = self.first_text_from(&**fallback, request, deadline).await?;
+        Ok((stream, first, fallback.model().to_owned()))
+    }
+
+    /// Opens a provider's stream and waits for its first text, retrying what can be retried.
+    async fn first_text_from(
+        &self,
+        provider: &dyn ReplyProvider,
         request: &GenerateReplyRequest,
         deadline: tokio::time::Instant,
     ) -> Result<(TextStream, Option<String>), ProviderError> {
         let mut attempt = 0;
         loop {
-            let result = self.attempt(request, deadline).await;
+            let result = self.attempt(provider, request, deadline).await;
             match result {
                 Err(err) if err.retryable() && attempt < self.policy.max_retries => {
                     let backoff = jittered(BACKOFF * 2u32.pow(attempt));
@@ -86,13 +145,14 @@ impl CompanionService {
 
     async fn attempt(
         &self,
+        provider: &dyn ReplyProvider,
         request: &GenerateReplyRequest,
         deadline: tokio::time::Instant,
     ) -> Result<(TextStream, Option<String>), ProviderError> {
         let first_deadline =
             deadline.min(tokio::time::Instant::now() + self.policy.first_token_timeout);
         let timed_out = || ProviderError::Timeout("no text from the provider in time".into());
-        let mut stream = tokio::time::timeout_at(first_deadline, self.provider.reply(request))
+        let mut stream = tokio::time::timeout_at(first_deadline, provider.reply(request))
             .await
             .map_err(|_| timed_out())??;
         match tokio::time::timeout_at(first_deadline, stream.next()).await {
@@ -102,6 +162,24 @@ impl CompanionService {
             Err(_) => Err(timed_out()),
         }
     }
+}
+
+/// The most recent turns within the turn count and the token budget, oldest first, starting
+/// with the child's words (models expect the user to speak first).
+pub fn recent_history(history: &[Turn], max_turns: usize, token_budget: usize) -> Vec<Turn> {
+    let mut kept = Vec::new();
+    let mut tokens = 0;
+    for turn in history.iter().rev().take(max_turns) {
+        let cost = turn.text.chars().count().div_ceil(4) + 4;
+        if tokens + cost > token_budget {
+            break;
+        }
+        tokens += cost;
+        kept.push(turn.clone());
+    }
+    kept.reverse();
+    let first_user = kept.iter().position(|t| t.role == Role::User as i32).unwrap_or(kept.len());
+    kept.split_off(first_user)
 }
 
 /// `base` ± 50 %.
@@ -118,7 +196,12 @@ impl Companion for CompanionService {
         &self,
         request: Request<GenerateReplyRequest>,
     ) -> Result<Response<Self::GenerateReplyStream>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        request.history = recent_history(
+            &request.history,
+            self.policy.history_turns,
+            self.policy.history_token_budget,
+        );
         if request.user_text.trim().is_empty() {
             return Err(ErrorKind::InvalidArgument.status("user_text is required"));
         }
@@ -135,7 +218,7 @@ impl Companion for CompanionService {
         );
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.policy.timeout;
-        let (text_stream, first) =
+        let (text_stream, first, model) =
             self.first_text(&request, deadline).instrument(span.clone()).await.map_err(|err| {
                 self.metrics.error(err.metric_kind());
                 tracing::warn!(parent: &span, error = %err, "provider failed");
@@ -152,7 +235,6 @@ impl Companion for CompanionService {
             splitter: SentenceSplitter::default(),
             full: String::new(),
         };
-        let model = self.provider.model().to_owned();
         tokio::spawn(reply.run(text_stream, first, deadline, model, started).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -277,5 +359,34 @@ impl ProviderError {
     /// Whether another attempt may succeed.
     pub fn retryable(&self) -> bool {
         !matches!(self, Self::Rejected(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(role: Role, text: &str) -> Turn {
+        Turn { role: role.into(), text: text.into() }
+    }
+
+    #[test]
+    fn history_keeps_the_recent_turns_within_the_budget() {
+        let history: Vec<Turn> = (0..10)
+            .flat_map(|i| {
+                [
+                    turn(Role::User, &format!("child {i}")),
+                    turn(Role::Assistant, &format!("blob {i}")),
+                ]
+            })
+            .collect();
+        let kept = recent_history(&history, 8, 10_000);
+        assert_eq!(kept.len(), 8);
+        assert_eq!(kept[0].text, "child 6");
+        let kept = recent_history(&history, 8, 25);
+        assert!(kept.len() < 8 && !kept.is_empty());
+        assert_eq!(kept[0].role, Role::User as i32, "starts with the child");
+        let long = vec![turn(Role::User, &"x".repeat(10_000)), turn(Role::Assistant, "short")];
+        assert!(recent_history(&long, 8, 100).is_empty(), "a model turn alone is dropped");
     }
 }

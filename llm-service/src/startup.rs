@@ -45,17 +45,27 @@ impl Application {
                 Arc::new(GeminiProvider::new(http, gemini))
             }
         };
+        let fallback: Option<Arc<dyn ReplyProvider>> = if config.fallback_bypass {
+            tracing::info!("while the provider fails, the bypass reply answers");
+            Some(Arc::new(BypassProvider))
+        } else {
+            None
+        };
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding LLM_GRPC_ADDR {}", config.grpc_addr))?;
         Ok(Self {
             listener,
-            service: CompanionService::new(
+            service: CompanionService::with_fallback(
                 provider,
+                fallback,
+                config.breaker,
                 ReplyPolicy {
                     timeout: config.timeout,
                     first_token_timeout: config.first_token_timeout,
                     max_retries: config.max_retries,
+                    history_turns: config.history_turns,
+                    history_token_budget: config.history_token_budget,
                 },
                 metrics,
             ),

@@ -28,8 +28,21 @@ fn service(
         temperature: 0.5,
     };
     let provider = GeminiProvider::new(reqwest::Client::new(), config);
-    let policy = ReplyPolicy { timeout, first_token_timeout: first_token, max_retries: retries };
-    CompanionService::new(Arc::new(provider), policy, LlmMetrics::default())
+    CompanionService::new(
+        Arc::new(provider),
+        policy(timeout, first_token, retries),
+        LlmMetrics::default(),
+    )
+}
+
+fn policy(timeout: Duration, first_token: Duration, retries: u32) -> ReplyPolicy {
+    ReplyPolicy {
+        timeout,
+        first_token_timeout: first_token,
+        max_retries: retries,
+        history_turns: 8,
+        history_token_budget: 1500,
+    }
 }
 
 fn request() -> tonic::Request<GenerateReplyRequest> {
@@ -165,4 +178,35 @@ async fn dropping_the_reply_stops_generation_at_the_provider() {
         || async { (fake.abandoned() == 1).then_some(()) },
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_fallback_answers_and_the_circuit_spares_a_failing_provider() {
+    use llm_service::breaker::BreakerPolicy;
+    use llm_service::bypass::BypassProvider;
+
+    let fake = FakeGemini::start().await;
+    for _ in 0..10 {
+        fake.push(Script::Fail(503));
+    }
+    let config = GeminiConfig {
+        api_base: fake.base_url(),
+        api_key: gemini::API_KEY.to_owned().into(),
+        model: "gemini-test".into(),
+        max_output_tokens: 100,
+        temperature: 0.5,
+    };
+    let service = CompanionService::with_fallback(
+        Arc::new(GeminiProvider::new(reqwest::Client::new(), config)),
+        Some(Arc::new(BypassProvider)),
+        BreakerPolicy { failures: 2, cooldown: Duration::from_secs(60) },
+        policy(LONG, LONG, 0),
+        LlmMetrics::default(),
+    );
+    for _ in 0..4 {
+        let (_, full) = reply(&service).await.expect("Blob still answers");
+        assert!(full.starts_with("That sounds wonderful"), "{full}");
+    }
+    // Two failures opened the circuit: the next replies did not call the provider at all.
+    assert_eq!(fake.requests().len(), 2);
 }
