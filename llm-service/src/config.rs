@@ -20,13 +20,32 @@ pub enum ProviderConfig {
     Bypass,
 }
 
+/// How Gemini is reached and authenticated (`GEMINI_BACKEND`).
+#[derive(Debug, Clone)]
+pub enum GeminiAuth {
+    /// `ai_studio`: the Gemini API with `GOOGLE_API_KEY` in `x-goog-api-key`.
+    ApiKey(SecretString),
+    /// `vertex`: Vertex AI with an OAuth token from Application Default Credentials.
+    Vertex {
+        /// `VERTEX_PROJECT`.
+        project: String,
+        /// `VERTEX_LOCATION` (default `us-central1`).
+        location: String,
+        /// `GOOGLE_APPLICATION_CREDENTIALS`: a credentials file; unset uses the metadata server.
+        credentials: Option<std::path::PathBuf>,
+        /// `GCE_METADATA_HOST` (default `metadata.google.internal`), as an http URL.
+        metadata_base: String,
+    },
+}
+
 /// Settings of the Gemini provider.
 #[derive(Debug, Clone)]
 pub struct GeminiConfig {
-    /// `GEMINI_API_BASE`.
+    /// `GEMINI_API_BASE` (AI Studio) or `VERTEX_API_BASE` (Vertex, default
+    /// `https://{location}-aiplatform.googleapis.com`).
     pub api_base: String,
-    /// `GOOGLE_API_KEY`.
-    pub api_key: SecretString,
+    /// The backend and its credentials.
+    pub auth: GeminiAuth,
     /// `GEMINI_MODEL`.
     pub model: String,
     /// `LLM_MAX_OUTPUT_TOKENS` (default 200): replies for a small child stay short.
@@ -100,13 +119,39 @@ impl Config {
         env.check((0.0..=2.0).contains(&temperature), || {
             "LLM_TEMPERATURE must be between 0 and 2".to_owned()
         });
+        let backend = env.string("GEMINI_BACKEND", "ai_studio").to_ascii_lowercase();
         let provider = if bypass || provider_name == "bypass" {
             ProviderConfig::Bypass
+        } else if provider_name == "gemini" && backend == "vertex" {
+            let location = env.string("VERTEX_LOCATION", "us-central1");
+            let project = env.optional("VERTEX_PROJECT").unwrap_or_else(|| {
+                env.problem("VERTEX_PROJECT is required with GEMINI_BACKEND=vertex");
+                String::new()
+            });
+            let vertex_base = env
+                .optional("VERTEX_API_BASE")
+                .unwrap_or_else(|| format!("https://{location}-aiplatform.googleapis.com"));
+            let metadata_host = env.string("GCE_METADATA_HOST", "metadata.google.internal");
+            ProviderConfig::Gemini(GeminiConfig {
+                api_base: vertex_base.trim_end_matches('/').to_owned(),
+                auth: GeminiAuth::Vertex {
+                    project,
+                    location,
+                    credentials: env.optional("GOOGLE_APPLICATION_CREDENTIALS").map(Into::into),
+                    metadata_base: format!("http://{metadata_host}"),
+                },
+                model,
+                max_output_tokens,
+                temperature,
+            })
         } else if provider_name == "gemini" {
+            env.check(backend == "ai_studio", || {
+                format!("GEMINI_BACKEND={backend:?}: expected ai_studio or vertex")
+            });
             match api_key {
                 Some(api_key) => ProviderConfig::Gemini(GeminiConfig {
                     api_base: api_base.trim_end_matches('/').to_owned(),
-                    api_key,
+                    auth: GeminiAuth::ApiKey(api_key),
                     model,
                     max_output_tokens,
                     temperature,
@@ -169,6 +214,22 @@ mod tests {
         let ProviderConfig::Gemini(gemini) = config.provider else { panic!("not gemini") };
         assert_eq!(gemini.api_base, "http://127.0.0.1:9");
         assert_eq!(gemini.model, "m");
+    }
+
+    #[test]
+    fn vertex_needs_a_project_and_no_key() {
+        let err =
+            Config::from_reader(EnvReader::from_pairs([("GEMINI_BACKEND", "vertex")])).unwrap_err();
+        assert!(err.problems[0].contains("VERTEX_PROJECT"), "{err}");
+        let config = Config::from_reader(EnvReader::from_pairs([
+            ("GEMINI_BACKEND", "vertex"),
+            ("VERTEX_PROJECT", "blob-prod"),
+            ("VERTEX_LOCATION", "europe-west4"),
+        ]))
+        .unwrap();
+        let ProviderConfig::Gemini(gemini) = config.provider else { panic!("not gemini") };
+        assert_eq!(gemini.api_base, "https://europe-west4-aiplatform.googleapis.com");
+        assert!(matches!(gemini.auth, GeminiAuth::Vertex { .. }));
     }
 
     #[test]

@@ -8,7 +8,10 @@ use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
-use crate::config::GeminiConfig;
+use std::sync::Arc;
+
+use crate::adc::AccessTokens;
+use crate::config::{GeminiAuth, GeminiConfig};
 use crate::persona::system_instruction;
 use crate::provider::{ProviderError, ReplyProvider, TextStream};
 use crate::sse::SseDecoder;
@@ -16,24 +19,43 @@ use crate::sse::SseDecoder;
 /// Most earlier turns sent with a request; older ones are left out.
 pub const MAX_HISTORY_TURNS: usize = 20;
 
-/// The Gemini provider: one shared HTTP client, cheap to clone.
+/// The Gemini provider, on the Gemini API or on Vertex AI: one shared HTTP client, cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct GeminiProvider {
     http: reqwest::Client,
     config: GeminiConfig,
+    /// Vertex AI's OAuth tokens.
+    tokens: Option<Arc<AccessTokens>>,
 }
 
 impl GeminiProvider {
-    /// A provider using `http` (built once at start).
-    pub fn new(http: reqwest::Client, config: GeminiConfig) -> Self {
-        Self { http, config }
+    /// A provider using `http` (built once at start). Vertex credentials are read here.
+    pub fn new(http: reqwest::Client, config: GeminiConfig) -> anyhow::Result<Self> {
+        let tokens = match &config.auth {
+            GeminiAuth::ApiKey(_) => None,
+            GeminiAuth::Vertex { credentials, metadata_base, .. } => {
+                Some(Arc::new(AccessTokens::application_default(
+                    http.clone(),
+                    credentials.as_deref(),
+                    metadata_base,
+                )?))
+            }
+        };
+        Ok(Self { http, config, tokens })
     }
 
-    fn url(&self) -> String {
-        format!(
-            "{}/v1beta/models/{}:streamGenerateContent?alt=sse",
-            self.config.api_base, self.config.model
-        )
+    /// The streaming endpoint of the configured backend.
+    pub fn url(&self) -> String {
+        let (base, model) = (&self.config.api_base, &self.config.model);
+        match &self.config.auth {
+            GeminiAuth::ApiKey(_) => {
+                format!("{base}/v1beta/models/{model}:streamGenerateContent?alt=sse")
+            }
+            GeminiAuth::Vertex { project, location, .. } => format!(
+                "{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:streamGenerateContent?alt=sse"
+            ),
+        }
     }
 
     /// The request body for a reply.
@@ -91,13 +113,15 @@ impl ReplyProvider for GeminiProvider {
     }
 
     async fn reply(&self, request: &GenerateReplyRequest) -> Result<TextStream, ProviderError> {
-        let response = self
-            .http
-            .post(self.url())
-            .header("x-goog-api-key", self.config.api_key.expose_secret())
-            .json(&self.body(request))
-            .send()
-            .await?;
+        let mut call = self.http.post(self.url()).json(&self.body(request));
+        call = match (&self.config.auth, &self.tokens) {
+            (GeminiAuth::ApiKey(key), _) => call.header("x-goog-api-key", key.expose_secret()),
+            (GeminiAuth::Vertex { .. }, Some(tokens)) => call.bearer_auth(tokens.token().await?),
+            (GeminiAuth::Vertex { .. }, None) => {
+                return Err(ProviderError::Rejected("Vertex AI without credentials".into()));
+            }
+        };
+        let response = call.send().await?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -316,12 +340,13 @@ mod tests {
             reqwest::Client::new(),
             GeminiConfig {
                 api_base: "http://127.0.0.1:9".into(),
-                api_key: "k".to_owned().into(),
+                auth: GeminiAuth::ApiKey("k".to_owned().into()),
                 model: "gemini-test".into(),
                 max_output_tokens: 100,
                 temperature: 0.5,
             },
         )
+        .expect("an API key needs no set-up")
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Blob's replies. A [`provider::ReplyProvider`] turns a child's words (with the conversation so
 //! far) into a stream of text; the gRPC service streams it on as deltas and one final event.
 
+pub mod adc;
 pub mod breaker;
 pub mod bypass;
 pub mod config;

@@ -42,7 +42,7 @@ impl Application {
                     .build()
                     .context("building the HTTP client")?;
                 tracing::info!(model = %gemini.model, "replies from Gemini");
-                Arc::new(GeminiProvider::new(http, gemini))
+                Arc::new(GeminiProvider::new(http, gemini).context("setting up Gemini")?)
             }
         };
         let fallback: Option<Arc<dyn ReplyProvider>> = if config.fallback_bypass {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use blob_proto::llm::v1::companion_server::Companion;
 use blob_proto::llm::v1::{GenerateReplyRequest, reply_event::Event};
 use blob_testkit::gemini::{self, DEFAULT_REPLY, FakeGemini, Script};
-use llm_service::config::GeminiConfig;
+use llm_service::config::{GeminiAuth, GeminiConfig};
 use llm_service::filter::REPLACEMENT;
 use llm_service::gemini::{GeminiProvider, SAFE_FALLBACK};
 use llm_service::metrics::LlmMetrics;
@@ -22,12 +22,12 @@ fn service(
 ) -> CompanionService {
     let config = GeminiConfig {
         api_base: fake.base_url(),
-        api_key: gemini::API_KEY.to_owned().into(),
+        auth: GeminiAuth::ApiKey(gemini::API_KEY.to_owned().into()),
         model: "gemini-test".into(),
         max_output_tokens: 100,
         temperature: 0.5,
     };
-    let provider = GeminiProvider::new(reqwest::Client::new(), config);
+    let provider = GeminiProvider::new(reqwest::Client::new(), config).unwrap();
     CompanionService::new(
         Arc::new(provider),
         policy(timeout, first_token, retries),
@@ -191,13 +191,13 @@ async fn the_fallback_answers_and_the_circuit_spares_a_failing_provider() {
     }
     let config = GeminiConfig {
         api_base: fake.base_url(),
-        api_key: gemini::API_KEY.to_owned().into(),
+        auth: GeminiAuth::ApiKey(gemini::API_KEY.to_owned().into()),
         model: "gemini-test".into(),
         max_output_tokens: 100,
         temperature: 0.5,
     };
     let service = CompanionService::with_fallback(
-        Arc::new(GeminiProvider::new(reqwest::Client::new(), config)),
+        Arc::new(GeminiProvider::new(reqwest::Client::new(), config).unwrap()),
         Some(Arc::new(BypassProvider)),
         BreakerPolicy { failures: 2, cooldown: Duration::from_secs(60) },
         policy(LONG, LONG, 0),
@@ -209,4 +209,65 @@ async fn the_fallback_answers_and_the_circuit_spares_a_failing_provider() {
     }
     // Two failures opened the circuit: the next replies did not call the provider at all.
     assert_eq!(fake.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertex_ai_takes_the_same_path_with_an_oauth_token() {
+    let fake = FakeGemini::start().await;
+    let dir = blob_testkit::TempDir::new("blob-vertex");
+    let credentials = dir.path().join("service-account.json");
+    tokio::task::block_in_place(|| gemini::write_service_account(&credentials, &fake.token_uri()));
+    let config = GeminiConfig {
+        api_base: fake.base_url(),
+        auth: GeminiAuth::Vertex {
+            project: "blob-test".into(),
+            location: "europe-west4".into(),
+            credentials: Some(credentials),
+            metadata_base: "http://127.0.0.1:9".into(),
+        },
+        model: "gemini-test".into(),
+        max_output_tokens: 100,
+        temperature: 0.5,
+    };
+    let provider = GeminiProvider::new(reqwest::Client::new(), config).unwrap();
+    assert_eq!(
+        provider.url(),
+        format!(
+            "{}/v1/projects/blob-test/locations/europe-west4/publishers/google/models/gemini-test:streamGenerateContent?alt=sse",
+            fake.base_url()
+        )
+    );
+    let service =
+        CompanionService::new(Arc::new(provider), policy(LONG, LONG, 0), LlmMetrics::default());
+    for _ in 0..2 {
+        let (_, full) = reply(&service).await.unwrap();
+        assert_eq!(full, DEFAULT_REPLY);
+    }
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[0].model_and_method.starts_with("projects/blob-test/locations/europe-west4/"));
+    assert_eq!(fake.token_requests(), 1, "the access token is cached");
+}
+
+#[tokio::test]
+async fn vertex_ai_on_a_cloud_machine_gets_its_token_from_the_metadata_server() {
+    let fake = FakeGemini::start().await;
+    let config = GeminiConfig {
+        api_base: fake.base_url(),
+        auth: GeminiAuth::Vertex {
+            project: "blob-test".into(),
+            location: "us-central1".into(),
+            credentials: None,
+            metadata_base: fake.base_url(),
+        },
+        model: "gemini-test".into(),
+        max_output_tokens: 100,
+        temperature: 0.5,
+    };
+    let provider = GeminiProvider::new(reqwest::Client::new(), config).unwrap();
+    let service =
+        CompanionService::new(Arc::new(provider), policy(LONG, LONG, 0), LlmMetrics::default());
+    let (_, full) = reply(&service).await.unwrap();
+    assert_eq!(full, DEFAULT_REPLY);
+    assert_eq!(fake.token_requests(), 1);
 }

@@ -13,6 +13,8 @@ use axum::routing::post;
 
 /// The key the fake accepts in `x-goog-api-key`.
 pub const API_KEY: &str = "test-gemini-key";
+/// The OAuth access token the fake's token endpoint grants and its Vertex AI routes accept.
+pub const VERTEX_TOKEN: &str = "ya29.test-vertex-token";
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ struct Shared {
     scripts: Vec<Script>,
     /// Streamed replies whose client went away before the last chunk.
     abandoned: usize,
+    /// Access tokens granted.
+    token_requests: usize,
 }
 
 /// The running fake.
@@ -66,6 +70,15 @@ impl FakeGemini {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let app = Router::new()
             .route("/v1beta/models/{*model_and_method}", post(handle))
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/google/models/{*model_and_method}",
+                post(handle_vertex),
+            )
+            .route("/token", post(token))
+            .route(
+                "/computeMetadata/v1/instance/service-accounts/default/token",
+                axum::routing::get(metadata_token),
+            )
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding");
         let port = listener.local_addr().expect("address").port();
@@ -90,6 +103,16 @@ impl FakeGemini {
         self.shared.lock().expect("lock").scripts.push(script);
     }
 
+    /// `token_uri` for a service account key file (the OAuth token endpoint).
+    pub fn token_uri(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    /// Access tokens granted so far.
+    pub fn token_requests(&self) -> usize {
+        self.shared.lock().expect("lock").token_requests
+    }
+
     /// Streamed replies the client disconnected from before they were complete.
     pub fn abandoned(&self) -> usize {
         self.shared.lock().expect("lock").abandoned
@@ -107,6 +130,7 @@ impl Drop for FakeGemini {
     }
 }
 
+/// The Gemini API: `POST /v1beta/models/{model}:{method}` with `x-goog-api-key`.
 async fn handle(
     State(shared): State<Arc<Mutex<Shared>>>,
     Path(model_and_method): Path<String>,
@@ -117,16 +141,85 @@ async fn handle(
     if headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
         return google_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "API key not valid.");
     }
+    respond(shared, model_and_method, query, body).await
+}
+
+/// Vertex AI: `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{method}`
+/// with a bearer token from the OAuth endpoint below.
+async fn handle_vertex(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    Path((project, location, model_and_method)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let bearer = format!("Bearer {VERTEX_TOKEN}");
+    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {
+        return google_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Invalid credentials.");
+    }
+    let path = format!("projects/{project}/locations/{location}/{model_and_method}");
+    respond(shared, path, query, body).await
+}
+
+/// OAuth 2.0 token endpoint: a JWT-bearer grant signed RS256 gets [`VERTEX_TOKEN`].
+async fn token(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
+    let assertion = form.get("assertion").cloned().unwrap_or_default();
+    let header = assertion.split('.').next().and_then(|h| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).ok()
+    });
+    let rs256 = header
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .is_some_and(|h| h["alg"] == "RS256");
+    if form.get("grant_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        || !rs256
+        || assertion.split('.').count() != 3
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "invalid_grant"})),
+        )
+            .into_response();
+    }
+    shared.lock().expect("lock").token_requests += 1;
+    axum::Json(serde_json::json!({
+        "access_token": VERTEX_TOKEN, "expires_in": 3599, "token_type": "Bearer",
+    }))
+    .into_response()
+}
+
+/// The metadata server's token route (GKE, Cloud Run, GCE).
+async fn metadata_token(State(shared): State<Arc<Mutex<Shared>>>, headers: HeaderMap) -> Response {
+    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+        return (StatusCode::FORBIDDEN, "Missing Metadata-Flavor:Google header.").into_response();
+    }
+    shared.lock().expect("lock").token_requests += 1;
+    axum::Json(serde_json::json!({
+        "access_token": VERTEX_TOKEN, "expires_in": 3599, "token_type": "Bearer",
+    }))
+    .into_response()
+}
+
+async fn respond(
+    shared: Arc<Mutex<Shared>>,
+    model_and_method: String,
+    query: HashMap<String, String>,
+    body: axum::body::Bytes,
+) -> Response {
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Invalid JSON payload.");
     };
     if !body["contents"].is_array() {
         return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "contents is required.");
     }
-    let Some((model, method)) = model_and_method.split_once(':') else {
+    let Some((model, method)) = model_and_method.rsplit_once(':') else {
         return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown method.");
     };
-    let model = model.to_owned();
+    let model = model.rsplit('/').next().unwrap_or(model).to_owned();
     let script = {
         let mut shared = shared.lock().expect("lock");
         shared.requests.push(RecordedRequest { model_and_method: model_and_method.clone(), body });
@@ -229,4 +322,23 @@ fn google_error(status: StatusCode, code: &str, message: &str) -> Response {
         "error": {"code": status.as_u16(), "message": message, "status": code}
     });
     (status, axum::Json(body)).into_response()
+}
+
+/// Writes a service account key file (a fresh RSA key) whose `token_uri` is `token_uri`, as
+/// `GOOGLE_APPLICATION_CREDENTIALS` would name it.
+pub fn write_service_account(path: &std::path::Path, token_uri: &str) {
+    use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
+    let key =
+        rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("generating RSA key");
+    let pem = key.to_pkcs8_pem(LineEnding::LF).expect("encoding the key").to_string();
+    let file = serde_json::json!({
+        "type": "service_account",
+        "project_id": "blob-test",
+        "private_key_id": "test-key",
+        "private_key": pem,
+        "client_email": "blob-llm@blob-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    });
+    std::fs::write(path, file.to_string()).expect("writing the credentials file");
 }
