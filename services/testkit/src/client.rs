@@ -217,6 +217,19 @@ impl VoiceSocket {
         }
     }
 
+    /// Streams PCM as v4 frames of `chunk_ms`, then `silence_ms` of silence, at the pace of a
+    /// live microphone.
+    pub async fn send_speech_live(&mut self, samples: &[i16], chunk_ms: usize, silence_ms: usize) {
+        let mut all = samples.to_vec();
+        all.extend(std::iter::repeat_n(0i16, silence_ms * 16));
+        let started = tokio::time::Instant::now();
+        for (i, chunk) in all.chunks(chunk_ms * 16).enumerate() {
+            self.send_speech_chunk(chunk).await;
+            let due = started + std::time::Duration::from_millis(((i + 1) * chunk_ms) as u64);
+            tokio::time::sleep_until(due).await;
+        }
+    }
+
     /// Sends one chunk of PCM as the next v4 frame of this socket's thread.
     pub async fn send_speech_chunk(&mut self, samples: &[i16]) {
         let frame = encode_frame(self.sequence, self.thread, &crate::audio::pcm_bytes(samples));

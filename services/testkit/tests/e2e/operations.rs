@@ -104,7 +104,9 @@ async fn one_voice_turn_is_one_trace_across_all_four_services() {
     let session_id = session["session_id"].as_str().unwrap().to_owned();
     let mut socket = VoiceSocket::connect(&stack.ws_url(), &token, &session_id).await;
     socket.next_json(Duration::from_secs(10)).await.unwrap();
-    socket.send_speech(&read_wav(&speech_clip("test-audio/utt1.wav")), 40, 1200).await;
+    // At a live microphone's pace, the turn's trace context reaches the recogniser while the
+    // child is still speaking (a recording sent faster than real time can outrun it).
+    socket.send_speech_live(&read_wav(&speech_clip("test-audio/utt1.wav")), 40, 1200).await;
     let reply = socket.wait_for("ai_response", TURN).await;
     let request_id = reply["meta"]["request_id"].as_str().unwrap().to_owned();
     socket.wait_for("conversation.state", TURN).await; // IDLE: the exchange is saved.
