@@ -189,7 +189,12 @@ impl Engine {
         };
         Ok(Transcript {
             text: text.trim().to_owned(),
-            confidence: if tokens == 0 { 0.0 } else { probability_sum / tokens as f32 },
+            // Token probabilities, discounted by how sure whisper is that nobody spoke.
+            confidence: if tokens == 0 {
+                0.0
+            } else {
+                probability_sum / tokens as f32 * (1.0 - no_speech.clamp(0.0, 1.0))
+            },
             no_speech,
             language,
             inference_ms: started.elapsed().as_millis() as u32,

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod quality;
 pub mod service;
 pub mod startup;
 pub mod stream;

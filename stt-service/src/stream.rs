@@ -16,6 +16,7 @@ use tonic::Status;
 use tracing::Instrument as _;
 
 use crate::engine::{Engine, TranscribeError};
+use crate::quality;
 use crate::vad::{SAMPLE_RATE, SegmentEvent, Segmenter, SegmenterConfig, Utterance, decode_pcm};
 
 /// Largest audio chunk accepted in one message (1 s of audio).
@@ -265,6 +266,7 @@ async fn judge(
             pb::RejectReason::TooShort => "too_short",
             pb::RejectReason::LowConfidence => "low_confidence",
             pb::RejectReason::Empty => "empty",
+            pb::RejectReason::Hallucination => "hallucination",
             pb::RejectReason::Unspecified => "failed",
         });
         Ok(Event::Rejected(pb::Rejected {
@@ -310,6 +312,22 @@ async fn judge(
         return reject(
             pb::RejectReason::Empty,
             "no words recognised".into(),
+            transcript.confidence,
+        );
+    }
+    if quality::is_invented(
+        &transcript.text,
+        utterance.rms,
+        settings.segmenter.energy_threshold,
+        transcript.no_speech,
+    ) || quality::is_loop(&transcript.text)
+    {
+        return reject(
+            pb::RejectReason::Hallucination,
+            format!(
+                "recogniser output not supported by the audio (rms {:.0}, no-speech {:.2})",
+                utterance.rms, transcript.no_speech
+            ),
             transcript.confidence,
         );
     }

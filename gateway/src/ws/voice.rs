@@ -480,6 +480,7 @@ impl Connection {
                     Ok(stt::RejectReason::TooShort) => "too_short",
                     Ok(stt::RejectReason::LowConfidence) => "low_confidence",
                     Ok(stt::RejectReason::Empty) => "empty",
+                    Ok(stt::RejectReason::Hallucination) => "hallucination",
                     _ => "unrecognised",
                 };
                 self.turn_span = None; // The turn ends here: nothing was heard to answer.

@@ -594,3 +594,34 @@ async fn protocol_pings_are_answered_and_count_as_life() {
     }
     socket.close(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_and_noise_produce_no_transcript() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "quiet").await;
+    let mut socket = family.socket(&stack).await;
+    // Seeded white noise, loud enough to pass the energy gate (RMS about 3,000).
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<i16> = (0..3 * 16_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed % 10_400) as i32 - 5_200) as i16
+        })
+        .collect();
+    socket.send_speech(&vec![0i16; 2 * 16_000], 100, 0).await;
+    socket.send_speech(&noise, 100, 1200).await;
+    let rejected = socket.wait_for("stt_rejected", TURN).await;
+    assert!(
+        ["low_confidence", "empty", "hallucination"]
+            .contains(&rejected["payload"]["reason"].as_str().unwrap()),
+        "{rejected}"
+    );
+    assert!(
+        !socket.received.iter().any(|m| m["action"] == "stt_result"),
+        "noise was transcribed: {:#?}",
+        socket.received.iter().filter(|m| m["action"] == "stt_result").collect::<Vec<_>>()
+    );
+    socket.close().await;
+}
