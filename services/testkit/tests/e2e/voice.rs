@@ -37,6 +37,11 @@ async fn family(stack: &Stack, uid: &str) -> Family {
 }
 
 impl Family {
+    /// The voice socket URL of this family's session.
+    fn socket_url(&self, stack: &Stack) -> String {
+        format!("{}?token={}&session_id={}", stack.ws_url(), self.token, self.session_id)
+    }
+
     async fn socket(&self, stack: &Stack) -> VoiceSocket {
         let mut socket = VoiceSocket::connect(&stack.ws_url(), &self.token, &self.session_id).await;
         let hello = socket.next_json(QUICK).await.expect("a greeting");
@@ -209,12 +214,7 @@ async fn missed_events_are_replayed_after_last_seq() {
     socket.close().await;
 
     let last_seen = stt["meta"]["seq"].as_u64().expect("numbered events");
-    let url = format!(
-        "{}?token={}&session_id={}&last_seq={last_seen}",
-        stack.ws_url(),
-        family.token,
-        family.session_id
-    );
+    let url = format!("{}&last_seq={last_seen}", family.socket_url(&stack));
     let mut socket = VoiceSocket::connect_url(&url).await;
     let hello = socket.next_json(QUICK).await.unwrap();
     assert_eq!(hello["action"], "session.resumed");
@@ -486,7 +486,7 @@ async fn a_client_that_stops_reading_is_closed_with_4408() {
     ]))
     .await;
     let family = family(&stack, "reader").await;
-    let url = format!("{}?token={}&session_id={}", stack.ws_url(), family.token, family.session_id);
+    let url = family.socket_url(&stack);
     let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let (mut sink, mut stream) = socket.split();
 
@@ -571,7 +571,7 @@ async fn protocol_pings_are_answered_and_count_as_life() {
     ]))
     .await;
     let family = family(&stack, "pinger").await;
-    let url = format!("{}?token={}&session_id={}", stack.ws_url(), family.token, family.session_id);
+    let url = family.socket_url(&stack);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     // Only protocol-level pings for 2 s, far past the heartbeat timeout: each is answered with
     // a pong carrying its payload, and the socket stays open.
