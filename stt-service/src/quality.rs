@@ -18,16 +18,7 @@ const INVENTED: &[&str] = &[
     "subtitles by the amara org community",
 ];
 
-/// Lower case, letters, digits and apostrophes, single spaces.
-pub fn normalise(text: &str) -> String {
-    text.to_lowercase()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use blob_kit::sentences::normalise;
 
 /// Whether a transcript is one of whisper's inventions that the audio does not support: a
 /// known phrase (or subtitle credit) heard in quiet audio, or with a high no-speech probability.

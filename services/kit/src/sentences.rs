@@ -75,6 +75,18 @@ fn is_abbreviation(text_to_period: &str) -> bool {
     ABBREVIATIONS.contains(&word.to_lowercase().as_str())
 }
 
+/// Lower-case words (letters, digits and apostrophes) separated by single spaces: the form in
+/// which transcripts and phrases are compared.
+pub fn normalise(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
