@@ -53,7 +53,7 @@ RUN --mount=type=cache,id=blob-cargo-registry,target=/usr/local/cargo/registry,s
     --mount=type=cache,id=blob-target,target=/src/target,sharing=locked \
     cargo build --release --locked \
         -p gateway -p stt-service -p llm-service -p session-service --bins \
- && mkdir -p /out \
+ && mkdir -p /out/state \
  && cp target/release/gateway target/release/stt-service \
        target/release/llm-service target/release/session-service /out/
 
@@ -105,7 +105,11 @@ ENTRYPOINT ["/usr/local/bin/llm-service"]
 
 FROM runtime AS session-service
 COPY --from=build /out/session-service /usr/local/bin/session-service
+# The embedded cold store's directory, owned by the service user (a volume mounted here takes
+# over that ownership).
+COPY --from=build --chown=10001:10001 /out/state /var/lib/blob
 ENV SESSION_GRPC_ADDR=0.0.0.0:50053 \
-    ADMIN_ADDR=0.0.0.0:9103
+    ADMIN_ADDR=0.0.0.0:9103 \
+    EMBEDDED_STORE_PATH=/var/lib/blob/state.sqlite3
 EXPOSE 50053 9103
 ENTRYPOINT ["/usr/local/bin/session-service"]

@@ -113,6 +113,8 @@ pub enum ErrorCode {
     SessionPaused,
     /// 503/504: a service behind the gateway is down or slow; retry later.
     ServiceUnavailable,
+    /// 503: the durable store (Firestore, or the embedded store) is unreachable; retry later.
+    FirestoreUnavailable,
     /// 500: our fault.
     Internal,
 }
@@ -127,7 +129,9 @@ impl ErrorCode {
             Self::ValidationError => StatusCode::BAD_REQUEST,
             Self::Conflict | Self::SessionPaused => StatusCode::CONFLICT,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable | Self::FirestoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -169,6 +173,11 @@ impl ApiError {
             ErrorKind::NotFound => ErrorCode::NotFound,
             ErrorKind::Conflict | ErrorKind::FailedPrecondition => ErrorCode::Conflict,
             ErrorKind::ResourceExhausted => ErrorCode::RateLimited,
+            ErrorKind::Unavailable
+                if blob_kit::error::unavailable_dependency(status) == Some("cold_store") =>
+            {
+                ErrorCode::FirestoreUnavailable
+            }
             ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => ErrorCode::ServiceUnavailable,
             ErrorKind::Internal => ErrorCode::Internal,
         };

@@ -16,6 +16,27 @@ pub struct Config {
     pub redis_url: String,
     /// Time-to-live settings for hot keys.
     pub ttl: Ttls,
+    /// Where cold state lives.
+    pub cold: ColdConfig,
+}
+
+/// `COLD_STORE`: which durable store holds users, children, progress and archived sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColdConfig {
+    /// `embedded` (default): one SQLite file at `EMBEDDED_STORE_PATH`.
+    Embedded {
+        /// `EMBEDDED_STORE_PATH` (default `data/blob-state.sqlite3`).
+        path: std::path::PathBuf,
+    },
+    /// `firestore`: Cloud Firestore (or its emulator when `FIRESTORE_EMULATOR_HOST` is set).
+    Firestore {
+        /// `FIRESTORE_PROJECT_ID`, else `GOOGLE_CLOUD_PROJECT`.
+        project_id: String,
+        /// `FIRESTORE_DATABASE_ID` (default `(default)`).
+        database_id: String,
+        /// `FIRESTORE_TIMEOUT_SECONDS` (default 5): the longest one request waits.
+        timeout: Duration,
+    },
 }
 
 /// How long each kind of hot key lives without activity.
@@ -55,6 +76,32 @@ impl Config {
         let window =
             env.parse("SESSION_RECONNECT_WINDOW_SECONDS", defaults.reconnect_window.as_secs());
         let conversation = env.parse("CONVERSATION_TTL_SECONDS", defaults.conversation.as_secs());
+        let cold = match env.string("COLD_STORE", "embedded").as_str() {
+            "embedded" => ColdConfig::Embedded {
+                path: env.string("EMBEDDED_STORE_PATH", "data/blob-state.sqlite3").into(),
+            },
+            "firestore" => {
+                let fallback = env.string("GOOGLE_CLOUD_PROJECT", "");
+                let project_id = env.string("FIRESTORE_PROJECT_ID", &fallback);
+                env.check(!project_id.is_empty(), || {
+                    "COLD_STORE=firestore needs FIRESTORE_PROJECT_ID (or GOOGLE_CLOUD_PROJECT)"
+                        .to_owned()
+                });
+                let timeout = env.parse("FIRESTORE_TIMEOUT_SECONDS", 5u64);
+                env.check(timeout > 0, || "FIRESTORE_TIMEOUT_SECONDS: must be at least 1".into());
+                ColdConfig::Firestore {
+                    project_id,
+                    database_id: env.string("FIRESTORE_DATABASE_ID", "(default)"),
+                    timeout: Duration::from_secs(timeout),
+                }
+            }
+            other => {
+                env.check(false, || {
+                    format!("COLD_STORE={other:?}: expected embedded or firestore")
+                });
+                ColdConfig::Embedded { path: Default::default() }
+            }
+        };
         env.check(redis_url.starts_with("redis://") || redis_url.starts_with("unix://"), || {
             format!("REDIS_URL={redis_url:?}: expected redis://host:port or unix:///path")
         });
@@ -73,6 +120,7 @@ impl Config {
             grpc_addr,
             admin_addr,
             redis_url,
+            cold,
             ttl: Ttls {
                 session: Duration::from_secs(session),
                 reconnect_window: Duration::from_secs(window),
@@ -91,6 +139,26 @@ mod tests {
         let config = Config::from_reader(EnvReader::from_pairs::<&str, &str>([])).unwrap();
         assert_eq!(config.grpc_addr.port(), 50053);
         assert_eq!(config.ttl, Ttls::default());
+        assert_eq!(config.cold, ColdConfig::Embedded { path: "data/blob-state.sqlite3".into() });
+    }
+
+    #[test]
+    fn firestore_needs_a_project() {
+        let env = EnvReader::from_pairs([("COLD_STORE", "firestore")]);
+        let err = Config::from_reader(env).unwrap_err();
+        assert!(err.to_string().contains("FIRESTORE_PROJECT_ID"), "{err}");
+        let env = EnvReader::from_pairs([
+            ("COLD_STORE", "firestore"),
+            ("GOOGLE_CLOUD_PROJECT", "blob-prod"),
+        ]);
+        let config = Config::from_reader(env).unwrap();
+        assert!(matches!(
+            config.cold,
+            ColdConfig::Firestore { ref project_id, ref database_id, .. }
+                if project_id == "blob-prod" && database_id == "(default)"
+        ));
+        let env = EnvReader::from_pairs([("COLD_STORE", "postgres")]);
+        assert!(Config::from_reader(env).is_err());
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub struct HotStore {
     append: Script,
     events: Script,
     trim: Script,
+    end: Script,
 }
 
 /// One stored outbound event.
@@ -130,6 +131,7 @@ impl HotStore {
             append: Script::new(include_str!("lua/append.lua")),
             events: Script::new(include_str!("lua/events.lua")),
             trim: Script::new(include_str!("lua/trim.lua")),
+            end: Script::new(include_str!("lua/end.lua")),
         }
     }
 
@@ -225,23 +227,46 @@ impl HotStore {
         }
     }
 
-    /// Removes every hot key of a session (after it was archived).
-    pub async fn remove(&self, session: &SessionRecord) -> Result<(), HotError> {
+    /// Removes every hot key of a session (after it was archived), atomically; returns whether
+    /// the session was still there. The conversation stays until its own time to live.
+    pub async fn remove(&self, session: &SessionRecord) -> Result<bool, HotError> {
         let _timer = self.metrics.time("remove");
-        let mut redis = self.redis.clone();
-        let child_key = format!("child_session:{}", session.child_id);
-        let _: () = redis
-            .del(&[
-                format!("session:{}", session.session_id),
-                format!("suspended:{}", session.session_id),
-            ])
+        let removed: u32 = self
+            .end
+            .key(format!("session:{}", session.session_id))
+            .key(format!("suspended:{}", session.session_id))
+            .key(format!("events:{}", session.session_id))
+            .key(format!("child_session:{}", session.child_id))
+            .arg(&session.session_id)
+            .invoke_async(&mut self.redis.clone())
             .await?;
-        // Only drop the child's pointer if it still points here (a newer session keeps its own).
-        let pointer: Option<String> = redis.get(&child_key).await?;
-        if pointer.as_deref() == Some(session.session_id.as_str()) {
-            let _: () = redis.del(&child_key).await?;
+        Ok(removed > 0)
+    }
+
+    /// The child's current (active or suspended) session, if any.
+    pub async fn child_session(&self, child_id: &str) -> Result<Option<SessionRecord>, HotError> {
+        let _timer = self.metrics.time("child_session");
+        let pointer: Option<String> =
+            self.redis.clone().get(format!("child_session:{child_id}")).await?;
+        match pointer {
+            None => Ok(None),
+            Some(session_id) => match self.get(&session_id).await {
+                Ok(session) => Ok(Some(session)),
+                Err(HotError::NotFound) => Ok(None),
+                Err(other) => Err(other),
+            },
         }
-        Ok(())
+    }
+
+    /// Deletes conversation snapshots; returns how many existed.
+    pub async fn delete_conversations(&self, conversation_ids: &[String]) -> Result<u32, HotError> {
+        if conversation_ids.is_empty() {
+            return Ok(0);
+        }
+        let _timer = self.metrics.time("delete_conversations");
+        let keys: Vec<String> =
+            conversation_ids.iter().map(|id| format!("conversation:{id}")).collect();
+        Ok(self.redis.clone().del(keys).await?)
     }
 
     /// The conversation snapshot; a conversation with no turns yet reads as empty.

@@ -4,6 +4,7 @@
 
 pub mod cold;
 pub mod config;
+pub mod convert;
 pub mod hot;
 pub mod metrics;
 pub mod record;

@@ -89,10 +89,13 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(OffsetDateTime::now_utc())
 }
 
-/// Formats a time as RFC 3339 with millisecond precision.
+/// Formats a time as RFC 3339 in UTC with exactly three fractional digits
+/// (`2026-11-22T10:00:00.123Z`): fixed width, so stored times also sort as text.
 pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    let at = at.replace_nanosecond(at.millisecond() as u32 * 1_000_000).unwrap_or(at);
-    at.format(&Rfc3339).unwrap_or_default()
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC).format(FORMAT).unwrap_or_default()
 }
 
 /// Unix milliseconds of an RFC 3339 string (0 when unparsable).

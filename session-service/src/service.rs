@@ -8,14 +8,22 @@ use blob_proto::session::v1::session_store_server::SessionStore;
 use futures::StreamExt as _;
 use tonic::{Request, Response, Status};
 
-use crate::cold::{ChildRecord, ColdError, ColdStore, UserRecord};
+use crate::cold::{
+    ArchivedSession, ChildRecord, ColdError, ColdStore, FamilyLink, LessonFilter, Permission,
+    ProgressUpdate,
+};
+use crate::convert::{
+    access_proto, lesson_proto, link_proto, progress_proto, required_permission, user_proto,
+};
 use crate::hot::{EventRecord, HotError, HotStore, OpenOutcome, Transition};
 use crate::metrics::SessionMetrics;
-use crate::record::{TurnRecord, unix_ms};
+use crate::record::{SessionRecord, TurnRecord, now_rfc3339, unix_ms};
 use crate::signals::Signals;
 
 /// Longest child name accepted, in characters.
 const MAX_NAME_CHARS: usize = 64;
+/// Longest display name accepted, in characters.
+const MAX_DISPLAY_NAME_CHARS: usize = 128;
 /// Grades accepted: pre-kindergarten (-1) to grade 12.
 const GRADES: std::ops::RangeInclusive<i32> = -1..=12;
 /// Most turns one append may carry.
@@ -60,20 +68,56 @@ impl SessionService {
         cold_status(err)
     }
 
+    /// The child and the caller's permission on it, read from the stored family link on every
+    /// call (never from token claims), so a revoked link stops access at once.
     async fn require_permission(
         &self,
         user_id: &str,
         child_id: &str,
-        at_least: pb::Permission,
-    ) -> Result<(ChildRecord, pb::Permission), Status> {
-        match self.cold.child_for(user_id, child_id).await.map_err(|e| self.cold_error(e))? {
-            // Another family's child looks exactly like a child that does not exist.
-            None => Err(ErrorKind::NotFound.status("child not found")),
-            Some((_, permission)) if permission < at_least => {
-                Err(ErrorKind::PermissionDenied
-                    .status("this account may not do that for this child"))
-            }
-            Some(found) => Ok(found),
+        at_least: Permission,
+    ) -> Result<(ChildRecord, Permission), Status> {
+        required(user_id, "user_id")?;
+        required(child_id, "child_id")?;
+        let link = self.cold.get_link(user_id, child_id).await.map_err(|e| self.cold_error(e))?;
+        // Another family's child looks exactly like a child that does not exist.
+        let not_found = || ErrorKind::NotFound.status("child not found");
+        let Some(link) = link else { return Err(not_found()) };
+        let child = self.cold.get_child(child_id).await.map_err(|e| self.cold_error(e))?;
+        let Some(child) = child.filter(|c| c.deleted_at.is_none()) else {
+            return Err(not_found());
+        };
+        if link.permission < at_least {
+            return Err(ErrorKind::PermissionDenied.status(format!(
+                "this needs {} access to the child",
+                required_permission(at_least)
+            )));
+        }
+        Ok((child, link.permission))
+    }
+
+    /// Ends a session: archives it, removes its hot keys, and tells its sockets.
+    async fn finish_session(&self, record: &SessionRecord) -> Result<(), Status> {
+        let turn_count = match self.hot.conversation(&record.conversation_id, &record.user_id).await
+        {
+            Ok(conversation) => conversation.turns.len() as u32,
+            Err(HotError::NotFound) => 0,
+            Err(other) => return Err(self.hot_error(other)),
+        };
+        let mut archived = record.clone();
+        archived.state = "ended".to_owned();
+        let now = now_rfc3339();
+        archived.last_activity_at.clone_from(&now);
+        let archived = ArchivedSession { session: archived, ended_at: now, turn_count };
+        // Archive first: if the cold store fails, the hot state is still there to retry with.
+        self.cold.archive_session(&archived).await.map_err(|e| self.cold_error(e))?;
+        self.hot.remove(record).await.map_err(|e| self.hot_error(e))?;
+        self.announce_end(&record.session_id).await;
+        Ok(())
+    }
+
+    async fn announce_end(&self, session_id: &str) {
+        if let Err(err) = self.hot.publish_ended(session_id).await {
+            tracing::warn!(error = %err, "could not announce the end of the session");
         }
     }
 
@@ -90,6 +134,26 @@ fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
     }
 }
 
+fn check_name(name: &str) -> Result<&str, Status> {
+    let name = required(name.trim(), "name")?;
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ErrorKind::InvalidArgument
+            .status(format!("name must be at most {MAX_NAME_CHARS} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ErrorKind::InvalidArgument.status("name must not contain control characters"));
+    }
+    Ok(name)
+}
+
+fn check_grade(grade_level: i32) -> Result<(), Status> {
+    if GRADES.contains(&grade_level) {
+        Ok(())
+    } else {
+        Err(ErrorKind::InvalidArgument.status("grade_level must be between -1 and 12"))
+    }
+}
+
 fn hot_status(err: HotError) -> Status {
     match err {
         HotError::NotFound => ErrorKind::NotFound.status("session not found"),
@@ -101,7 +165,7 @@ fn hot_status(err: HotError) -> Status {
         }
         HotError::Unavailable(err) => {
             tracing::error!(error = %err, "redis unavailable");
-            ErrorKind::Unavailable.status("session store unavailable")
+            blob_kit::error::dependency_unavailable("redis", "session store unavailable")
         }
         HotError::Corrupt(detail) => {
             tracing::error!(%detail, "unreadable hot state");
@@ -111,30 +175,18 @@ fn hot_status(err: HotError) -> Status {
 }
 
 fn cold_status(err: ColdError) -> Status {
-    tracing::error!(error = %err, "cold store failure");
-    ErrorKind::Unavailable.status("cold store unavailable")
-}
-
-fn user_proto(user: UserRecord) -> pb::User {
-    pb::User {
-        uid: user.uid,
-        email: user.email,
-        display_name: user.display_name,
-        role: user.role,
-        created_at_ms: unix_ms(&user.created_at),
-        last_login_at_ms: unix_ms(&user.last_login_at),
-    }
-}
-
-fn access_proto(child: ChildRecord, permission: pb::Permission) -> pb::ChildAccess {
-    pb::ChildAccess {
-        child: Some(pb::Child {
-            created_at_ms: unix_ms(&child.created_at),
-            child_id: child.child_id,
-            name: child.name,
-            grade_level: child.grade_level,
-        }),
-        permission: permission.into(),
+    match err {
+        ColdError::InvalidId(detail) => ErrorKind::InvalidArgument.status(detail),
+        ColdError::NotFound(_) => ErrorKind::NotFound.status("not found"),
+        ColdError::AlreadyExists(_) => ErrorKind::Conflict.status("already exists"),
+        ColdError::Corrupt(detail) => {
+            tracing::error!(%detail, "unreadable cold state");
+            ErrorKind::Internal.status("internal error")
+        }
+        ColdError::Unavailable(detail) => {
+            tracing::error!(%detail, "cold store unavailable");
+            blob_kit::error::dependency_unavailable("cold_store", "cold store unavailable")
+        }
     }
 }
 
@@ -147,11 +199,6 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::User>, Status> {
         let req = request.into_inner();
         required(&req.uid, "uid")?;
-        if req.uid.len() > 128 || req.uid.contains('/') {
-            return Err(
-                ErrorKind::InvalidArgument.status("uid must be 1-128 characters without '/'")
-            );
-        }
         let user = self
             .cold
             .upsert_user(&req.uid, &req.email, &req.display_name)
@@ -167,11 +214,19 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::ListChildrenResponse>, Status> {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
-        let children =
-            self.cold.list_children(&req.user_id).await.map_err(|e| self.cold_error(e))?;
-        Ok(Response::new(pb::ListChildrenResponse {
-            children: children.into_iter().map(|(c, p)| access_proto(c, p)).collect(),
-        }))
+        let links = self.cold.list_links(&req.user_id).await.map_err(|e| self.cold_error(e))?;
+        let ids: Vec<String> = links.iter().map(|l| l.child_id.clone()).collect();
+        let children = self.cold.get_children(&ids).await.map_err(|e| self.cold_error(e))?;
+        let mut by_id: std::collections::HashMap<String, ChildRecord> =
+            children.into_iter().map(|c| (c.child_id.clone(), c)).collect();
+        let children = links
+            .into_iter()
+            .filter_map(|link| {
+                let child = by_id.remove(&link.child_id)?;
+                child.deleted_at.is_none().then(|| access_proto(child, link.permission))
+            })
+            .collect();
+        Ok(Response::new(pb::ListChildrenResponse { children }))
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
@@ -181,20 +236,29 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::ChildAccess>, Status> {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
-        let name = required(req.name.trim(), "name")?;
-        if name.chars().count() > MAX_NAME_CHARS {
-            return Err(ErrorKind::InvalidArgument
-                .status(format!("name must be at most {MAX_NAME_CHARS} characters")));
-        }
-        if !GRADES.contains(&req.grade_level) {
-            return Err(ErrorKind::InvalidArgument.status("grade_level must be between -1 and 12"));
-        }
-        let child = self
-            .cold
-            .create_child(&req.user_id, name, req.grade_level)
-            .await
-            .map_err(|e| self.cold_error(e))?;
-        Ok(Response::new(access_proto(child, pb::Permission::Manage)))
+        let name = check_name(&req.name)?;
+        check_grade(req.grade_level)?;
+        let now = now_rfc3339();
+        let child = ChildRecord {
+            child_id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            grade_level: req.grade_level,
+            created_by: req.user_id.clone(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            deleted_at: None,
+        };
+        self.cold.create_child(&child).await.map_err(|e| self.cold_error(e))?;
+        let link = FamilyLink {
+            uid: req.user_id.clone(),
+            child_id: child.child_id.clone(),
+            permission: Permission::Manage,
+            granted_by: req.user_id,
+            created_at: now,
+        };
+        // Without its link the new profile is unreachable by anyone: a retry creates another.
+        self.cold.create_link_if_absent(&link).await.map_err(|e| self.cold_error(e))?;
+        Ok(Response::new(access_proto(child, Permission::Manage)))
     }
 
     #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
@@ -204,7 +268,7 @@ impl SessionStore for SessionService {
     ) -> Result<Response<pb::ChildAccess>, Status> {
         let req = request.into_inner();
         let (child, permission) =
-            self.require_permission(&req.user_id, &req.child_id, pb::Permission::View).await?;
+            self.require_permission(&req.user_id, &req.child_id, Permission::View).await?;
         Ok(Response::new(access_proto(child, permission)))
     }
 
@@ -216,7 +280,7 @@ impl SessionStore for SessionService {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
         required(&req.child_id, "child_id")?;
-        self.require_permission(&req.user_id, &req.child_id, pb::Permission::Interact).await?;
+        self.require_permission(&req.user_id, &req.child_id, Permission::Interact).await?;
         let mode = if req.mode.is_empty() { "conversation" } else { req.mode.as_str() };
         let (outcome, record) = self
             .hot
@@ -260,6 +324,12 @@ impl SessionStore for SessionService {
         let req = request.into_inner();
         required(&req.session_id, "session_id")?;
         required(&req.user_id, "user_id")?;
+        // The family link is checked on every attach, so revoked access cannot reconnect.
+        let current = self.hot.get(&req.session_id).await.map_err(|e| self.hot_error(e))?;
+        if current.user_id != req.user_id {
+            return Err(hot_status(HotError::Forbidden));
+        }
+        self.require_permission(&req.user_id, &current.child_id, Permission::Interact).await?;
         let (was_suspended, record) = self
             .hot
             .transition(&req.session_id, &req.user_id, Transition::Attach, 0)
@@ -338,12 +408,7 @@ impl SessionStore for SessionService {
         if !req.user_id.is_empty() && record.user_id != req.user_id {
             return Err(hot_status(HotError::Forbidden));
         }
-        // Archive first: if the cold store fails, the hot state is still there to retry with.
-        self.cold.archive_session(&record).await.map_err(|e| self.cold_error(e))?;
-        self.hot.remove(&record).await.map_err(|e| self.hot_error(e))?;
-        if let Err(err) = self.hot.publish_ended(&record.session_id).await {
-            tracing::warn!(error = %err, "could not announce the end of the session");
-        }
+        self.finish_session(&record).await?;
         record.state = "ended".to_owned();
         Ok(Response::new(self.session(&record)))
     }
@@ -492,5 +557,300 @@ impl SessionStore for SessionService {
             .await
             .map_err(|e| self.hot_error(e))?;
         Ok(Response::new(pb::AppendTurnsResponse { turn_count }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().uid))]
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let req = request.into_inner();
+        required(&req.uid, "uid")?;
+        let user = self.cold.get_user(&req.uid).await.map_err(|e| self.cold_error(e))?;
+        let user = user.ok_or_else(|| ErrorKind::NotFound.status("user not found"))?;
+        Ok(Response::new(user_proto(user)))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().uid))]
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let req = request.into_inner();
+        required(&req.uid, "uid")?;
+        let user = match req.display_name {
+            Some(name) => {
+                let name = name.trim();
+                if name.chars().count() > MAX_DISPLAY_NAME_CHARS
+                    || name.chars().any(char::is_control)
+                {
+                    return Err(ErrorKind::InvalidArgument.status(format!(
+                        "display_name must be at most {MAX_DISPLAY_NAME_CHARS} printable characters"
+                    )));
+                }
+                self.cold.set_display_name(&req.uid, name).await
+            }
+            None => self
+                .cold
+                .get_user(&req.uid)
+                .await
+                .and_then(|u| u.ok_or_else(|| ColdError::NotFound(req.uid.clone()))),
+        };
+        let user = user.map_err(|e| match e {
+            ColdError::NotFound(_) => ErrorKind::NotFound.status("user not found"),
+            other => self.cold_error(other),
+        })?;
+        Ok(Response::new(user_proto(user)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn update_child(
+        &self,
+        request: Request<pb::UpdateChildRequest>,
+    ) -> Result<Response<pb::ChildAccess>, Status> {
+        let req = request.into_inner();
+        let (mut child, permission) =
+            self.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        if let Some(name) = &req.name {
+            child.name = check_name(name)?.to_owned();
+        }
+        if let Some(grade_level) = req.grade_level {
+            check_grade(grade_level)?;
+            child.grade_level = grade_level;
+        }
+        child.updated_at = now_rfc3339();
+        self.cold.put_child(&child).await.map_err(|e| match e {
+            ColdError::NotFound(_) => ErrorKind::NotFound.status("child not found"),
+            other => self.cold_error(other),
+        })?;
+        Ok(Response::new(access_proto(child, permission)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn delete_child(
+        &self,
+        request: Request<pb::ChildRef>,
+    ) -> Result<Response<pb::ChildAccess>, Status> {
+        let req = request.into_inner();
+        let (_, permission) =
+            self.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        // The child's conversation ends with the profile.
+        if let Some(session) =
+            self.hot.child_session(&req.child_id).await.map_err(|e| self.hot_error(e))?
+        {
+            self.finish_session(&session).await?;
+        }
+        let child = self
+            .cold
+            .soft_delete_child(&req.child_id)
+            .await
+            .map_err(|e| self.cold_error(e))?
+            .ok_or_else(|| ErrorKind::NotFound.status("child not found"))?;
+        tracing::info!("child profile deleted");
+        Ok(Response::new(access_proto(child, permission)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn grant_permission(
+        &self,
+        request: Request<pb::GrantPermissionRequest>,
+    ) -> Result<Response<pb::FamilyLink>, Status> {
+        let req = request.into_inner();
+        self.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        required(&req.grantee_user_id, "grantee_user_id")?;
+        let permission = Permission::from_proto(req.permission)
+            .ok_or_else(|| ErrorKind::InvalidArgument.status("permission is required"))?;
+        if req.grantee_user_id == req.user_id {
+            return Err(ErrorKind::InvalidArgument.status("you cannot change your own access"));
+        }
+        let link = FamilyLink {
+            uid: req.grantee_user_id,
+            child_id: req.child_id,
+            permission,
+            granted_by: req.user_id,
+            created_at: now_rfc3339(),
+        };
+        let stored = self.cold.grant_permission(&link).await.map_err(|e| self.cold_error(e))?;
+        tracing::info!(grantee = %stored.uid, ?permission, "permission granted");
+        Ok(Response::new(link_proto(stored)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn revoke_permission(
+        &self,
+        request: Request<pb::RevokePermissionRequest>,
+    ) -> Result<Response<pb::RevokePermissionResponse>, Status> {
+        let req = request.into_inner();
+        self.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        required(&req.grantee_user_id, "grantee_user_id")?;
+        if req.grantee_user_id == req.user_id {
+            return Err(ErrorKind::InvalidArgument.status("you cannot revoke your own access"));
+        }
+        let revoked = self
+            .cold
+            .revoke_link(&req.grantee_user_id, &req.child_id)
+            .await
+            .map_err(|e| self.cold_error(e))?;
+        // A session the revoked user holds for the child ends now, closing their socket.
+        if let Some(session) =
+            self.hot.child_session(&req.child_id).await.map_err(|e| self.hot_error(e))?
+            && session.user_id == req.grantee_user_id
+        {
+            self.finish_session(&session).await?;
+        }
+        tracing::info!(grantee = %req.grantee_user_id, revoked, "permission revoked");
+        Ok(Response::new(pb::RevokePermissionResponse { revoked }))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn erase_child_data(
+        &self,
+        request: Request<pb::ChildRef>,
+    ) -> Result<Response<pb::ErasureReceipt>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        required(&req.child_id, "child_id")?;
+        // A soft-deleted profile can still be erased by whoever manages it.
+        let link = self
+            .cold
+            .get_link(&req.user_id, &req.child_id)
+            .await
+            .map_err(|e| self.cold_error(e))?;
+        match link {
+            None => return Err(ErrorKind::NotFound.status("child not found")),
+            Some(link) if link.permission < Permission::Manage => {
+                return Err(
+                    ErrorKind::PermissionDenied.status("this needs manage access to the child")
+                );
+            }
+            Some(_) => {}
+        }
+        // Hot state first, so no socket keeps talking while the rest goes.
+        let mut conversations = Vec::new();
+        let mut hot_sessions = 0;
+        if let Some(session) =
+            self.hot.child_session(&req.child_id).await.map_err(|e| self.hot_error(e))?
+        {
+            if self.hot.remove(&session).await.map_err(|e| self.hot_error(e))? {
+                hot_sessions += 1;
+            }
+            self.announce_end(&session.session_id).await;
+            conversations.push(session.conversation_id);
+        }
+        let archived = self
+            .cold
+            .list_archived_sessions(&req.child_id)
+            .await
+            .map_err(|e| self.cold_error(e))?;
+        conversations.extend(archived.into_iter().map(|a| a.session.conversation_id));
+        conversations.sort_unstable();
+        conversations.dedup();
+        let removed_conversations =
+            self.hot.delete_conversations(&conversations).await.map_err(|e| self.hot_error(e))?;
+        let counts = self.cold.erase_child(&req.child_id).await.map_err(|e| self.cold_error(e))?;
+        tracing::info!(?counts, hot_sessions, removed_conversations, "child data erased");
+        Ok(Response::new(pb::ErasureReceipt {
+            child_id: req.child_id,
+            children: counts.children,
+            family_links: counts.family_links,
+            progress: counts.progress,
+            archived_sessions: counts.sessions,
+            hot_sessions,
+            conversations: removed_conversations,
+            erased_at_ms: unix_ms(&now_rfc3339()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn list_progress(
+        &self,
+        request: Request<pb::ChildRef>,
+    ) -> Result<Response<pb::ListProgressResponse>, Status> {
+        let req = request.into_inner();
+        self.require_permission(&req.user_id, &req.child_id, Permission::View).await?;
+        let progress =
+            self.cold.list_progress(&req.child_id).await.map_err(|e| self.cold_error(e))?;
+        Ok(Response::new(pb::ListProgressResponse {
+            progress: progress.into_iter().map(progress_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn get_progress(
+        &self,
+        request: Request<pb::GetProgressRequest>,
+    ) -> Result<Response<pb::LessonProgress>, Status> {
+        let req = request.into_inner();
+        self.require_permission(&req.user_id, &req.child_id, Permission::View).await?;
+        required(&req.lesson_id, "lesson_id")?;
+        let progress = self
+            .cold
+            .get_progress(&req.child_id, &req.lesson_id)
+            .await
+            .map_err(|e| self.cold_error(e))?
+            .ok_or_else(|| ErrorKind::NotFound.status("no progress in that lesson"))?;
+        Ok(Response::new(progress_proto(progress)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn record_progress(
+        &self,
+        request: Request<pb::RecordProgressRequest>,
+    ) -> Result<Response<pb::LessonProgress>, Status> {
+        use pb::record_progress_request::Update;
+        let req = request.into_inner();
+        self.require_permission(&req.user_id, &req.child_id, Permission::Interact).await?;
+        required(&req.lesson_id, "lesson_id")?;
+        let lesson = self.cold.get_lesson(&req.lesson_id).await.map_err(|e| self.cold_error(e))?;
+        let lesson = lesson.ok_or_else(|| ErrorKind::NotFound.status("lesson not found"))?;
+        let update = match req.update {
+            Some(Update::Started(true)) => ProgressUpdate::Started,
+            Some(Update::StepCompleted(step)) => {
+                if step.step == 0 || step.step as usize > lesson.steps.len() || step.score > 100 {
+                    return Err(ErrorKind::InvalidArgument
+                        .status("step must be one of the lesson's steps and score 0-100"));
+                }
+                ProgressUpdate::StepCompleted { step: step.step, score: step.score }
+            }
+            Some(Update::CompletedScore(score)) if score <= 100 => {
+                ProgressUpdate::Completed { score }
+            }
+            _ => return Err(ErrorKind::InvalidArgument.status("an update is required")),
+        };
+        let progress = self
+            .cold
+            .update_progress(&req.child_id, &req.lesson_id, update)
+            .await
+            .map_err(|e| self.cold_error(e))?;
+        Ok(Response::new(progress_proto(progress)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_lessons(
+        &self,
+        request: Request<pb::ListLessonsRequest>,
+    ) -> Result<Response<pb::ListLessonsResponse>, Status> {
+        let req = request.into_inner();
+        let filter = LessonFilter {
+            subject: req.subject.filter(|s| !s.is_empty()),
+            grade_level: req.grade_level,
+            difficulty: req.difficulty.filter(|d| !d.is_empty()),
+        };
+        let lessons = self.cold.list_lessons(&filter).await.map_err(|e| self.cold_error(e))?;
+        Ok(Response::new(pb::ListLessonsResponse {
+            lessons: lessons.into_iter().map(lesson_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(lesson_id = %request.get_ref().lesson_id))]
+    async fn get_lesson(
+        &self,
+        request: Request<pb::GetLessonRequest>,
+    ) -> Result<Response<pb::Lesson>, Status> {
+        let req = request.into_inner();
+        required(&req.lesson_id, "lesson_id")?;
+        let lesson = self.cold.get_lesson(&req.lesson_id).await.map_err(|e| self.cold_error(e))?;
+        let lesson = lesson.ok_or_else(|| ErrorKind::NotFound.status("lesson not found"))?;
+        Ok(Response::new(lesson_proto(lesson)))
     }
 }

@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 
 use blob_kit::admin::Readiness;
 
-use crate::cold::MemoryColdStore;
-use crate::config::Config;
+use crate::cold::{ColdStore, FirestoreColdStore, SqliteColdStore};
+use crate::config::{ColdConfig, Config};
 use crate::hot::HotStore;
 use crate::metrics::SessionMetrics;
 use crate::service::SessionService;
@@ -44,8 +44,13 @@ impl Application {
         hot.ping().await.context("pinging Redis")?;
         let signals = Signals::start(client).await.context("subscribing to session signals")?;
         tokio::spawn(sample_session_counts(hot.clone(), metrics.clone()));
-        let service =
-            SessionService::new(hot, Arc::new(MemoryColdStore::default()), signals, metrics);
+        let cold = open_cold_store(&config.cold).await?;
+        match crate::cold::catalogue::seed(cold.as_ref()).await {
+            Ok(written) => tracing::info!(store = cold.kind(), written, "lessons catalogue seeded"),
+            // The store may come back; lessons are seeded again at the next start.
+            Err(err) => tracing::error!(error = %err, "could not seed the lessons catalogue"),
+        }
+        let service = SessionService::new(hot, cold, signals, metrics);
 
         let listener = TcpListener::bind(config.grpc_addr)
             .await
@@ -76,6 +81,26 @@ impl Application {
         )
         .await
     }
+}
+
+/// Opens the configured cold store.
+async fn open_cold_store(config: &ColdConfig) -> anyhow::Result<Arc<dyn ColdStore>> {
+    Ok(match config {
+        ColdConfig::Embedded { path } => {
+            let store = SqliteColdStore::open(path)
+                .await
+                .with_context(|| format!("opening EMBEDDED_STORE_PATH {}", path.display()))?;
+            tracing::info!(path = %path.display(), "cold store: embedded SQLite");
+            Arc::new(store)
+        }
+        ColdConfig::Firestore { project_id, database_id, timeout } => {
+            let store = FirestoreColdStore::connect(project_id, database_id, *timeout)
+                .await
+                .context("connecting to Firestore")?;
+            tracing::info!(%project_id, %database_id, "cold store: Firestore");
+            Arc::new(store)
+        }
+    })
 }
 
 /// How often the sessions-by-state gauge is sampled.

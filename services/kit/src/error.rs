@@ -85,6 +85,27 @@ impl ErrorKind {
     }
 }
 
+/// gRPC metadata naming the dependency behind an `UNAVAILABLE` status, so the edge can tell a
+/// client which part is down (`redis` or `cold_store`).
+pub const DEPENDENCY_METADATA: &str = "x-blob-dependency";
+
+/// An `UNAVAILABLE` status naming the dependency that failed.
+pub fn dependency_unavailable(
+    dependency: &'static str,
+    message: impl Into<String>,
+) -> tonic::Status {
+    let mut status = ErrorKind::Unavailable.status(message);
+    status
+        .metadata_mut()
+        .insert(DEPENDENCY_METADATA, tonic::metadata::MetadataValue::from_static(dependency));
+    status
+}
+
+/// The dependency an `UNAVAILABLE` status names, if any.
+pub fn unavailable_dependency(status: &tonic::Status) -> Option<&str> {
+    status.metadata().get(DEPENDENCY_METADATA).and_then(|v| v.to_str().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 pub mod audio;
 pub mod client;
 pub mod firebase;
+pub mod firestore;
 pub mod gemini;
 pub mod otlp;
 pub mod paths;

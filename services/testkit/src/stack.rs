@@ -119,6 +119,11 @@ impl Stack {
                         ("SESSION_GRPC_ADDR", format!("127.0.0.1:{session_port}")),
                         admin("session-service"),
                         ("REDIS_URL", redis.url()),
+                        ("COLD_STORE", "embedded".to_owned()),
+                        (
+                            "EMBEDDED_STORE_PATH",
+                            logs.path().join("state.sqlite3").display().to_string(),
+                        ),
                         (
                             "SESSION_RECONNECT_WINDOW_SECONDS",
                             options.reconnect_window_seconds.to_string(),

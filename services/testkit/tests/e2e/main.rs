@@ -1,6 +1,7 @@
 //! End-to-end tests: the real service binaries, real Redis, real gRPC, the real whisper model.
 
 mod auth;
+mod cold_store;
 mod health;
 mod operations;
 mod promise;
