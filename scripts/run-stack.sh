@@ -52,6 +52,10 @@ if [ -z "${GOOGLE_API_KEY:-}" ]; then
   export BYPASSLLM="${BYPASSLLM:-true}"
 fi
 
+# Users, children and archived sessions: one SQLite file kept between runs.
+export COLD_STORE="${COLD_STORE:-embedded}"
+export EMBEDDED_STORE_PATH="${EMBEDDED_STORE_PATH:-$run_dir/state.sqlite3}"
+
 for service in session-service stt-service llm-service gateway; do
   "$bin/$service" >"$run_dir/logs/$service.log" 2>&1 &
   pids+=($!)
@@ -82,6 +86,7 @@ Blob is running.
   gRPC          stt-service 127.0.0.1:50051, llm-service 127.0.0.1:50052, session-service 127.0.0.1:50053
   Sign-in       $AUTH_PROVIDER      Replies: $llm_mode
   Redis         $REDIS_URL
+  Cold store    $COLD_STORE ${EMBEDDED_STORE_PATH}
   Logs          $run_dir/logs/
 
 Try a turn (in another terminal, from $root):
