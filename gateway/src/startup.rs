@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use blob_kit::grpc::{HeaderExtractor, lazy_channel, traced};
 use blob_kit::shutdown::DEFAULT_GRACE;
 use blob_proto::llm::v1::companion_client::CompanionClient;
@@ -155,10 +155,29 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/token-exchange", post(routes::auth::token_exchange))
+        .route("/auth/refresh", post(routes::auth::refresh))
+        .route("/users/me", get(routes::users::get_me).patch(routes::users::update_me))
         .route(
             "/children",
             post(routes::children::create_child).get(routes::children::list_children),
         )
+        .route(
+            "/children/{child_id}",
+            get(routes::children::get_child)
+                .patch(routes::children::update_child)
+                .delete(routes::children::delete_child),
+        )
+        .route("/children/{child_id}/permissions", post(routes::children::grant_permission))
+        .route(
+            "/children/{child_id}/permissions/{user_id}",
+            delete(routes::children::revoke_permission),
+        )
+        .route("/children/{child_id}/data", delete(routes::children::erase_child_data))
+        .route("/children/{child_id}/progress", get(routes::children::list_progress))
+        .route("/children/{child_id}/progress/{lesson_id}", get(routes::children::get_progress))
+        .route("/conversations/{conversation_id}", get(routes::conversations::get_conversation))
+        .route("/lessons", get(routes::lessons::list_lessons))
+        .route("/lessons/{lesson_id}", get(routes::lessons::get_lesson))
         .route("/sessions", post(routes::sessions::open_session))
         .route("/sessions/{session_id}", get(routes::sessions::get_session))
         .route("/sessions/{session_id}/pause", post(routes::sessions::pause_session))

@@ -853,4 +853,17 @@ impl SessionStore for SessionService {
         let lesson = lesson.ok_or_else(|| ErrorKind::NotFound.status("lesson not found"))?;
         Ok(Response::new(lesson_proto(lesson)))
     }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn get_child_session(
+        &self,
+        request: Request<pb::ChildRef>,
+    ) -> Result<Response<pb::ChildSessionResponse>, Status> {
+        let req = request.into_inner();
+        self.require_permission(&req.user_id, &req.child_id, Permission::View).await?;
+        let session = self.hot.child_session(&req.child_id).await.map_err(|e| self.hot_error(e))?;
+        Ok(Response::new(pb::ChildSessionResponse {
+            session: session.as_ref().map(|s| self.session(s)),
+        }))
+    }
 }

@@ -112,3 +112,47 @@ pub fn child_summary(access: pb::ChildAccess) -> Option<ChildSummary> {
         permission: permission_name(access.permission),
     })
 }
+
+/// `POST /api/v1/auth/refresh` response data.
+#[derive(Debug, Serialize)]
+pub struct RefreshResponse {
+    /// A new backend access token (Bearer).
+    pub token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// Issues a new backend token for a still-valid Firebase ID token. Nothing else changes: no
+/// session, socket or stored state is touched.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TokenExchangeRequest>,
+) -> Result<ApiOk<RefreshResponse>, ApiError> {
+    let identity = state.firebase.verify(body.firebase_token.trim()).await.map_err(auth_error)?;
+    tracing::Span::current().record("user_id", identity.uid.as_str());
+    let mut sessions = state.sessions.clone();
+    let user = sessions
+        .get_user(state.request(pb::GetUserRequest { uid: identity.uid.clone() }))
+        .await
+        .map_err(|status| match status.code() {
+            tonic::Code::NotFound => ApiError::new(
+                crate::envelope::ErrorCode::TokenInvalid,
+                "no account yet: sign in with /api/v1/auth/token-exchange first",
+            ),
+            _ => ApiError::from(status),
+        })?
+        .into_inner();
+    let children = sessions
+        .list_children(state.request(pb::ListChildrenRequest { user_id: user.uid.clone() }))
+        .await?
+        .into_inner()
+        .children;
+    let claims = children
+        .into_iter()
+        .filter_map(child_summary)
+        .map(|c| ChildClaim { child_id: c.child_id, permission: c.permission.to_owned() })
+        .collect();
+    let token = state.tokens.issue_access(&user.uid, &user.email, claims);
+    Ok(ApiOk(StatusCode::OK, RefreshResponse { token, expires_in: state.tokens.ttl().as_secs() }))
+}

@@ -2,8 +2,12 @@
 
 pub mod auth;
 pub mod children;
+pub mod conversations;
 pub mod health;
+pub mod lessons;
 pub mod sessions;
+pub mod users;
+pub mod views;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

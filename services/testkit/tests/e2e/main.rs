@@ -1,5 +1,6 @@
 //! End-to-end tests: the real service binaries, real Redis, real gRPC, the real whisper model.
 
+mod api;
 mod auth;
 mod cold_store;
 mod health;

@@ -1,0 +1,122 @@
+//! `/api/v1/users/me`: the signed-in parent, their children and what is live now.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use blob_proto::session::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::AuthUser;
+use super::views::{ActiveSessionView, ChildView, UserProfile};
+use crate::envelope::{ApiError, ApiJson, ApiOk};
+use crate::state::AppState;
+
+/// Longest display name accepted, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 128;
+
+/// `GET /api/v1/users/me`.
+#[derive(Debug, Serialize)]
+pub struct Me {
+    /// The user.
+    pub user: UserProfile,
+    /// Every child the user may see, oldest link first.
+    pub children: Vec<ChildView>,
+    /// The child with a live session (the most recently active one), if any.
+    pub active_child: Option<ChildView>,
+    /// That child's session.
+    pub active_session: Option<ActiveSessionView>,
+    /// What this backend supports, for the app to adapt to.
+    pub feature_flags: FeatureFlags,
+}
+
+/// Switches the app reads.
+#[derive(Debug, Serialize)]
+pub struct FeatureFlags {
+    /// The voice socket is available.
+    pub voice: bool,
+    /// Lessons and progress are available.
+    pub lessons: bool,
+    /// The socket accepts the legacy `audio_stream` JSON and raw PCM frames.
+    pub legacy_audio: bool,
+}
+
+/// `PATCH /api/v1/users/me` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    /// The name Blob and the app use for the parent (0-128 characters).
+    pub display_name: String,
+}
+
+/// The user, children and active sessions, fetched in parallel.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn get_me(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<ApiOk<Me>, ApiError> {
+    let (mut users, mut children) = (state.sessions.clone(), state.sessions.clone());
+    let (profile, listed) = tokio::join!(
+        users.get_user(state.request(pb::GetUserRequest { uid: user.sub.clone() })),
+        children
+            .list_children(state.request(pb::ListChildrenRequest { user_id: user.sub.clone() })),
+    );
+    let profile = profile?.into_inner();
+    let children: Vec<ChildView> =
+        listed?.into_inner().children.into_iter().filter_map(ChildView::from_access).collect();
+    let lookups = children.iter().map(|child| {
+        let mut client = state.sessions.clone();
+        let request = state
+            .request(pb::ChildRef { user_id: user.sub.clone(), child_id: child.child_id.clone() });
+        async move { client.get_child_session(request).await }
+    });
+    let mut live: Vec<(usize, pb::Session)> = Vec::new();
+    for (i, found) in futures::future::join_all(lookups).await.into_iter().enumerate() {
+        if let Some(session) = found?.into_inner().session {
+            live.push((i, session));
+        }
+    }
+    live.sort_by_key(|(_, s)| std::cmp::Reverse(s.last_activity_at_ms));
+    let (active_child, active_session) = match live.into_iter().next() {
+        Some((i, session)) => (Some(children[i].clone()), Some(ActiveSessionView::from(session))),
+        None => (None, None),
+    };
+    Ok(ApiOk(
+        StatusCode::OK,
+        Me {
+            user: profile.into(),
+            children,
+            active_child,
+            active_session,
+            feature_flags: FeatureFlags {
+                voice: true,
+                lessons: true,
+                legacy_audio: state.config.ws.legacy_binary,
+            },
+        },
+    ))
+}
+
+/// Changes the display name.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<UpdateMeRequest>,
+) -> Result<ApiOk<UserProfile>, ApiError> {
+    let name = body.display_name.trim();
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "display_name",
+            format!("display_name must be at most {MAX_DISPLAY_NAME_CHARS} printable characters"),
+        ));
+    }
+    let updated = state
+        .sessions
+        .clone()
+        .update_user(state.request(pb::UpdateUserRequest {
+            uid: user.sub.clone(),
+            display_name: Some(name.to_owned()),
+        }))
+        .await?
+        .into_inner();
+    Ok(ApiOk(StatusCode::OK, updated.into()))
+}
