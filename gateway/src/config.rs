@@ -63,6 +63,22 @@ pub struct Config {
     pub downstream_timeout: Duration,
     /// Voice socket limits and timers.
     pub ws: WsSettings,
+    /// REST abuse limits and browser access.
+    pub http: HttpSettings,
+}
+
+/// Limits of the REST API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// `RATE_LIMIT_PER_MINUTE` (default 120; 0 turns it off): REST requests per user per minute.
+    pub rate_limit_per_minute: u32,
+    /// `IDEMPOTENCY_TTL_SECONDS` (default 3600): how long a POST's first response is replayed.
+    pub idempotency_ttl: Duration,
+    /// `REQUEST_TIMEOUT_SECONDS` (default 15): the longest one REST request may take.
+    pub request_timeout: Duration,
+    /// `CORS_ALLOWED_ORIGINS` (default none): comma-separated origins allowed to call the API
+    /// from a browser, or `*`.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Voice socket limits and timers.
@@ -192,8 +208,34 @@ impl Config {
         env.check(downstream_timeout > 0, || {
             "DOWNSTREAM_TIMEOUT_SECONDS must be at least 1".into()
         });
+        let rate_limit_per_minute = env.parse("RATE_LIMIT_PER_MINUTE", 120u32);
+        let idempotency_ttl = env.parse("IDEMPOTENCY_TTL_SECONDS", 3600u64);
+        env.check(idempotency_ttl >= 60, || "IDEMPOTENCY_TTL_SECONDS must be at least 60".into());
+        let request_timeout = env.parse("REQUEST_TIMEOUT_SECONDS", 15u64);
+        env.check(request_timeout > 0, || "REQUEST_TIMEOUT_SECONDS must be at least 1".into());
+        let cors_allowed_origins: Vec<String> = env
+            .string("CORS_ALLOWED_ORIGINS", "")
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        for origin in &cors_allowed_origins {
+            env.check(
+                origin == "*"
+                    || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                        && axum::http::HeaderValue::from_str(origin).is_ok()),
+                || format!("CORS_ALLOWED_ORIGINS: {origin:?} is not * or an http(s) origin"),
+            );
+        }
+        let http = HttpSettings {
+            rate_limit_per_minute,
+            idempotency_ttl: Duration::from_secs(idempotency_ttl),
+            request_timeout: Duration::from_secs(request_timeout),
+            cors_allowed_origins,
+        };
         env.finish()?;
         Ok(Self {
+            http,
             http_addr,
             admin_addr,
             session_service_url,

@@ -148,12 +148,20 @@ pub struct ApiError {
     pub message: String,
     /// Structured extra information (e.g. which field).
     pub details: Option<serde_json::Value>,
+    /// Sent as `Retry-After` (seconds).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     /// An error with the code's default status.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status: code.status(), code, message: message.into(), details: None }
+        Self {
+            status: code.status(),
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     /// A 400 `VALIDATION_ERROR` naming the field.
@@ -193,7 +201,7 @@ impl ApiError {
             }
             _ => status.message().to_owned(),
         };
-        Self { status: kind.http_status(), code, message, details: None }
+        Self { status: kind.http_status(), code, message, details: None, retry_after: None }
     }
 }
 
@@ -217,7 +225,13 @@ impl IntoResponse for ApiError {
             error: Error { code: self.code, message: self.message, details: self.details },
             meta: Meta::now(),
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -260,7 +274,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         other => other.body_text(),
     };
-    ApiError { status, code: ErrorCode::ValidationError, message, details: None }
+    ApiError { status, code: ErrorCode::ValidationError, message, details: None, retry_after: None }
 }
 
 /// Fallback for unknown routes: 404 in the envelope.

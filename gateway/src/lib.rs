@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod envelope;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 pub mod startup;

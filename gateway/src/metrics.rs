@@ -25,6 +25,8 @@ pub struct GatewayMetrics {
     pub ws_errors: Family<Labels, Counter>,
     /// Voice sockets closed by the server, by close code.
     pub ws_closes: Family<Labels, Counter>,
+    /// REST requests refused by the per-user rate limit.
+    pub rate_limited: Counter,
 }
 
 impl GatewayMetrics {
@@ -35,6 +37,7 @@ impl GatewayMetrics {
             turn_stage: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             ws_errors: Family::default(),
             ws_closes: Family::default(),
+            rate_limited: Counter::default(),
         };
         registry.register(
             "gateway_live_sockets",
@@ -55,6 +58,11 @@ impl GatewayMetrics {
             "gateway_ws_closes",
             "Voice sockets closed by the server",
             metrics.ws_closes.clone(),
+        );
+        registry.register(
+            "gateway_rate_limited",
+            "REST requests refused by the per-user rate limit",
+            metrics.rate_limited.clone(),
         );
         metrics
     }

@@ -182,10 +182,14 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{session_id}", get(routes::sessions::get_session))
         .route("/sessions/{session_id}/pause", post(routes::sessions::pause_session))
         .route("/sessions/{session_id}/resume", post(routes::sessions::resume_session))
-        .route("/sessions/{session_id}/end", post(routes::sessions::end_session));
+        .route("/sessions/{session_id}/end", post(routes::sessions::end_session))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::idempotency))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::request_timeout));
+    let cors = crate::limits::cors(&state.config.http.cors_allowed_origins);
     Router::new()
         .route("/health", get(routes::health::health))
         .route("/health/ready", get(routes::health::ready))
+        .route("/health/services", get(routes::health::services))
         .route("/ws/voice", get(voice_socket))
         .nest("/api/v1", api)
         .fallback(envelope::not_found)
@@ -193,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(axum::middleware::from_fn(envelope::request_id))
+        .layer(tower::util::option_layer(cors))
         .with_state(state)
 }
 

@@ -6,6 +6,8 @@
 //! | `suspended:{session_id}` | [`SessionRecord`], state `suspended` | `SESSION_RECONNECT_WINDOW_SECONDS` |
 //! | `child_session:{child_id}` | the child's current session id | follows its session |
 //! | `conversation:{conversation_id}` | [`ConversationRecord`] | `CONVERSATION_TTL_SECONDS` |
+//! | `rl:{user_id}` | requests counted in the current rate-limit window | the window |
+//! | `idempotency:{key}` | a claim, then the first response to that key | claim, then `IDEMPOTENCY_TTL_SECONDS` |
 //! | `events:{session_id}` | the socket's last [`MAX_EVENTS`] outbound events, for replay | session TTL + reconnect window |
 //!
 //! Pause, resume, attach and end are published on `session_signals:{session_id}`.
@@ -108,6 +110,27 @@ pub struct HotStore {
     events: Script,
     trim: Script,
     end: Script,
+    throttle: Script,
+    idempotency: Script,
+    idempotency_done: Script,
+}
+
+/// What a claim on an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotency {
+    /// First use: the caller runs the request.
+    Claimed,
+    /// The first request with the key is still running.
+    InProgress,
+    /// The key was used for another request (or by another user).
+    Mismatch,
+    /// The stored response of the first use.
+    Replay {
+        /// HTTP status.
+        status: u32,
+        /// Response body.
+        body: String,
+    },
 }
 
 /// One stored outbound event.
@@ -132,6 +155,9 @@ impl HotStore {
             events: Script::new(include_str!("lua/events.lua")),
             trim: Script::new(include_str!("lua/trim.lua")),
             end: Script::new(include_str!("lua/end.lua")),
+            throttle: Script::new(include_str!("lua/throttle.lua")),
+            idempotency: Script::new(include_str!("lua/idempotency.lua")),
+            idempotency_done: Script::new(include_str!("lua/idempotency_done.lua")),
         }
     }
 
@@ -256,6 +282,81 @@ impl HotStore {
                 Err(other) => Err(other),
             },
         }
+    }
+
+    /// Counts one request against `rl:{user_id}`; returns the count in the current window and
+    /// the seconds left in it.
+    pub async fn throttle(
+        &self,
+        user_id: &str,
+        window_seconds: u32,
+    ) -> Result<(u64, u32), HotError> {
+        let _timer = self.metrics.time("throttle");
+        let (count, ttl): (u64, i64) = self
+            .throttle
+            .key(format!("rl:{user_id}"))
+            .arg(window_seconds)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok((count, ttl.max(1) as u32))
+    }
+
+    /// Claims `idempotency:{key}` for the request with `fingerprint`, or reads its first use.
+    pub async fn begin_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        claim_seconds: u32,
+    ) -> Result<Idempotency, HotError> {
+        let _timer = self.metrics.time("idempotency");
+        let values: Vec<redis::Value> = self
+            .idempotency
+            .key(format!("idempotency:{key}"))
+            .arg(fingerprint)
+            .arg(claim_seconds)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        let text = |i: usize| -> Result<String, HotError> {
+            let value = values.get(i).cloned().unwrap_or(redis::Value::Nil);
+            redis::from_redis_value(value).map_err(|e| HotError::Corrupt(e.to_string()))
+        };
+        Ok(match text(0)?.as_str() {
+            "claimed" => Idempotency::Claimed,
+            "in_progress" => Idempotency::InProgress,
+            "mismatch" => Idempotency::Mismatch,
+            "replay" => Idempotency::Replay {
+                status: text(1)?.parse().map_err(|_| HotError::Corrupt("status".into()))?,
+                body: text(2)?,
+            },
+            other => return Err(HotError::Corrupt(format!("idempotency returned {other}"))),
+        })
+    }
+
+    /// Stores the response of a claimed key for `ttl_seconds`, or (with `None`) releases the
+    /// claim. Returns whether the claim was still this request's.
+    pub async fn complete_idempotent(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        response: Option<(u32, &str)>,
+        ttl_seconds: u32,
+    ) -> Result<bool, HotError> {
+        let _timer = self.metrics.time("idempotency");
+        let (action, status, body) = match response {
+            Some((status, body)) => ("store", status, body),
+            None => ("release", 0, ""),
+        };
+        let done: i64 = self
+            .idempotency_done
+            .key(format!("idempotency:{key}"))
+            .arg(fingerprint)
+            .arg(action)
+            .arg(status)
+            .arg(body)
+            .arg(ttl_seconds)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(done == 1)
     }
 
     /// Deletes conversation snapshots; returns how many existed.

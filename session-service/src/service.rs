@@ -15,7 +15,7 @@ use crate::cold::{
 use crate::convert::{
     access_proto, lesson_proto, link_proto, progress_proto, required_permission, user_proto,
 };
-use crate::hot::{EventRecord, HotError, HotStore, OpenOutcome, Transition};
+use crate::hot::{EventRecord, HotError, HotStore, Idempotency, OpenOutcome, Transition};
 use crate::metrics::SessionMetrics;
 use crate::record::{SessionRecord, TurnRecord, now_rfc3339, unix_ms};
 use crate::signals::Signals;
@@ -33,6 +33,8 @@ const MAX_TURN_BYTES: usize = 16 * 1024;
 
 /// Most events one `RecordEvents` call may carry.
 const MAX_EVENTS_PER_CALL: usize = 64;
+/// Largest response kept for an idempotency key, in bytes.
+const MAX_IDEMPOTENT_BODY_BYTES: usize = 256 * 1024;
 /// Largest stored event, in bytes.
 const MAX_EVENT_BYTES: usize = 64 * 1024;
 
@@ -132,6 +134,14 @@ fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
     } else {
         Ok(value)
     }
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), Status> {
+    if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ErrorKind::InvalidArgument
+            .status("an idempotency key is 1-128 visible ASCII characters"));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<&str, Status> {
@@ -864,6 +874,106 @@ impl SessionStore for SessionService {
         let session = self.hot.child_session(&req.child_id).await.map_err(|e| self.hot_error(e))?;
         Ok(Response::new(pb::ChildSessionResponse {
             session: session.as_ref().map(|s| self.session(s)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn throttle(
+        &self,
+        request: Request<pb::ThrottleRequest>,
+    ) -> Result<Response<pb::ThrottleResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        if req.limit == 0 || req.window_seconds == 0 {
+            return Err(ErrorKind::InvalidArgument.status("limit and window_seconds must be set"));
+        }
+        let (count, seconds_left) = self
+            .hot
+            .throttle(&req.user_id, req.window_seconds)
+            .await
+            .map_err(|e| self.hot_error(e))?;
+        let allowed = count <= u64::from(req.limit);
+        Ok(Response::new(pb::ThrottleResponse {
+            allowed,
+            remaining: u64::from(req.limit).saturating_sub(count) as u32,
+            retry_after_seconds: seconds_left,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn begin_idempotent(
+        &self,
+        request: Request<pb::BeginIdempotentRequest>,
+    ) -> Result<Response<pb::BeginIdempotentResponse>, Status> {
+        let req = request.into_inner();
+        check_idempotency_key(&req.key)?;
+        required(&req.fingerprint, "fingerprint")?;
+        let claim = req.claim_seconds.clamp(1, 300);
+        let fingerprint = format!("{}:{}", req.owner, req.fingerprint);
+        let found = self
+            .hot
+            .begin_idempotent(&req.key, &fingerprint, claim)
+            .await
+            .map_err(|e| self.hot_error(e))?;
+        let (outcome, status, body) = match found {
+            Idempotency::Claimed => (pb::IdempotencyOutcome::Claimed, 0, String::new()),
+            Idempotency::InProgress => (pb::IdempotencyOutcome::InProgress, 0, String::new()),
+            Idempotency::Mismatch => (pb::IdempotencyOutcome::Mismatch, 0, String::new()),
+            Idempotency::Replay { status, body } => (pb::IdempotencyOutcome::Replay, status, body),
+        };
+        Ok(Response::new(pb::BeginIdempotentResponse { outcome: outcome.into(), status, body }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn complete_idempotent(
+        &self,
+        request: Request<pb::CompleteIdempotentRequest>,
+    ) -> Result<Response<pb::CompleteIdempotentResponse>, Status> {
+        let req = request.into_inner();
+        check_idempotency_key(&req.key)?;
+        if req.body.len() > MAX_IDEMPOTENT_BODY_BYTES {
+            return Err(ErrorKind::InvalidArgument.status("response too large to keep"));
+        }
+        let fingerprint = format!("{}:{}", req.owner, req.fingerprint);
+        let response = req.store.then_some((req.status, req.body.as_str()));
+        let ttl = req.ttl_seconds.clamp(1, 7 * 86_400);
+        let ours = self
+            .hot
+            .complete_idempotent(&req.key, &fingerprint, response, ttl)
+            .await
+            .map_err(|e| self.hot_error(e))?;
+        if !ours {
+            tracing::warn!("idempotency claim expired before its response was stored");
+        }
+        Ok(Response::new(pb::CompleteIdempotentResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_stores(
+        &self,
+        _request: Request<pb::CheckStoresRequest>,
+    ) -> Result<Response<pb::CheckStoresResponse>, Status> {
+        let started = std::time::Instant::now();
+        let redis = self.hot.ping().await;
+        let redis_ms = started.elapsed().as_millis() as u32;
+        let started = std::time::Instant::now();
+        let cold = self.cold.ping().await;
+        let cold_ms = started.elapsed().as_millis() as u32;
+        let health = |name: &str, result: Result<(), String>, latency_ms| pb::StoreHealth {
+            name: name.to_owned(),
+            ok: result.is_ok(),
+            latency_ms,
+            detail: result.err().unwrap_or_default(),
+        };
+        Ok(Response::new(pb::CheckStoresResponse {
+            stores: vec![
+                health("redis", redis.map_err(|_| "unreachable".to_owned()), redis_ms),
+                health(
+                    "cold_store",
+                    cold.map(drop).map_err(|_| format!("{} unreachable", self.cold.kind())),
+                    cold_ms,
+                ),
+            ],
         }))
     }
 }

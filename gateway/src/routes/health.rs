@@ -78,3 +78,91 @@ pub async fn ready(State(state): State<AppState>) -> Result<ApiOk<Readiness>, Ap
     }));
     Err(err)
 }
+
+/// One dependency in `/health/services`.
+#[derive(Debug, Serialize)]
+pub struct Dependency {
+    /// `session-service`, `stt-service`, `llm-service`, `redis` or `cold_store`.
+    pub name: String,
+    /// `healthy` or `unhealthy`.
+    pub status: &'static str,
+    /// How long the check took, in milliseconds.
+    pub latency_ms: u32,
+    /// Why it is unhealthy (empty when healthy).
+    pub detail: String,
+}
+
+/// The `/health/services` payload.
+#[derive(Debug, Serialize)]
+pub struct Services {
+    /// `healthy` when every dependency is, else `degraded`.
+    pub status: &'static str,
+    /// Each dependency.
+    pub dependencies: Vec<Dependency>,
+}
+
+/// `GET /health/services`: every dependency of the API and how it answers — the services behind
+/// the gateway (gRPC health) and the session-service's stores (Redis and the cold store).
+/// Always 200 while the gateway runs; `status` says whether anything is down.
+pub async fn services(State(state): State<AppState>) -> ApiOk<Services> {
+    let checks = state.downstream_health.iter().map(|(service, client)| {
+        let mut client = client.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+            request.set_timeout(Duration::from_secs(1));
+            let detail = match client.check(request).await {
+                Ok(response) if response.get_ref().status == ServingStatus::Serving as i32 => {
+                    String::new()
+                }
+                Ok(_) => "not serving".to_owned(),
+                Err(status) => format!("unreachable ({:?})", status.code()),
+            };
+            dependency((*service).to_owned(), detail, started.elapsed())
+        }
+    });
+    let mut stores_client = state.sessions.clone();
+    let stores = async move {
+        let mut request = tonic::Request::new(blob_proto::session::v1::CheckStoresRequest {});
+        request.set_timeout(Duration::from_secs(2));
+        stores_client.check_stores(request).await
+    };
+    let (mut dependencies, stores) = tokio::join!(futures::future::join_all(checks), stores);
+    match stores {
+        Ok(response) => {
+            dependencies.extend(response.into_inner().stores.into_iter().map(|s| Dependency {
+                status: if s.ok { "healthy" } else { "unhealthy" },
+                name: s.name,
+                latency_ms: s.latency_ms,
+                detail: s.detail,
+            }))
+        }
+        Err(status) => {
+            for name in ["redis", "cold_store"] {
+                dependencies.push(Dependency {
+                    name: name.to_owned(),
+                    status: "unhealthy",
+                    latency_ms: 0,
+                    detail: format!(
+                        "unknown: the session-service did not answer ({:?})",
+                        status.code()
+                    ),
+                });
+            }
+        }
+    }
+    let healthy = dependencies.iter().all(|d| d.status == "healthy");
+    ApiOk(
+        StatusCode::OK,
+        Services { status: if healthy { "healthy" } else { "degraded" }, dependencies },
+    )
+}
+
+fn dependency(name: String, detail: String, took: Duration) -> Dependency {
+    Dependency {
+        status: if detail.is_empty() { "healthy" } else { "unhealthy" },
+        name,
+        latency_ms: took.as_millis() as u32,
+        detail,
+    }
+}

@@ -20,6 +20,8 @@ pub struct ApiResponse {
     pub status: u16,
     /// The JSON body.
     pub body: serde_json::Value,
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl ApiResponse {
@@ -60,6 +62,18 @@ impl Api {
         token: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> ApiResponse {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// [`Api::call`] with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> ApiResponse {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -67,10 +81,14 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let response = request.send().await.expect("sending a request");
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response.json().await.unwrap_or(serde_json::Value::Null);
-        ApiResponse { status, body }
+        ApiResponse { status, body, headers }
     }
 
     /// `POST /api/v1/auth/token-exchange`; returns the backend token.

@@ -31,6 +31,15 @@ impl ServiceProcess {
         Self { name: name.to_owned(), child: Some(child), log }
     }
 
+    /// Sends a signal by name (`STOP` freezes the process, `CONT` thaws it).
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status =
+                Command::new("kill").args([format!("-{signal}"), child.id().to_string()]).status();
+            assert!(status.is_ok_and(|s| s.success()), "kill -{signal} {}", self.name);
+        }
+    }
+
     /// The service's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod cold_store;
 mod health;
+mod limits;
 mod operations;
 mod promise;
 mod shutdown;
