@@ -51,6 +51,9 @@ pub struct Config {
     pub firebase_project_id: String,
     /// `FIREBASE_CERTS_URL`.
     pub firebase_certs_url: String,
+    /// `FIREBASE_AUTH_EMULATOR_HOST` set: accept the Auth emulator's unsigned tokens
+    /// (only with a `demo-*` project).
+    pub firebase_auth_emulator: bool,
     /// `BACKEND_JWT_SECRET` (at least 32 bytes; local mode makes a random one when unset).
     pub jwt_secret: SecretString,
     /// `BACKEND_JWT_TTL_SECONDS` (default 3600).
@@ -154,6 +157,13 @@ impl Config {
             )
         });
         let firebase_certs_url = env.string("FIREBASE_CERTS_URL", GOOGLE_CERTS_URL);
+        let firebase_auth_emulator =
+            env.optional("FIREBASE_AUTH_EMULATOR_HOST").is_some_and(|h| !h.is_empty());
+        env.check(!firebase_auth_emulator || firebase_project_id.starts_with("demo-"), || {
+            format!(
+                "FIREBASE_AUTH_EMULATOR_HOST accepts unsigned tokens, so it needs a demo-* FIREBASE_PROJECT_ID, got {firebase_project_id:?}"
+            )
+        });
         let jwt_secret = match env.secret("BACKEND_JWT_SECRET") {
             Some(secret) => {
                 env.check(local || secret.expose_secret().len() >= 32, || {
@@ -244,6 +254,7 @@ impl Config {
             auth_provider,
             firebase_project_id,
             firebase_certs_url,
+            firebase_auth_emulator,
             jwt_secret,
             jwt_ttl: Duration::from_secs(jwt_ttl),
             public_ws_url,
@@ -280,6 +291,25 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.problems[0].contains("demo-"), "{err}");
+    }
+
+    #[test]
+    fn the_auth_emulator_needs_a_demo_project() {
+        let env = EnvReader::from_pairs([
+            ("AUTH_PROVIDER", "firebase"),
+            ("FIREBASE_PROJECT_ID", "blob-prod"),
+            ("BACKEND_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099"),
+        ]);
+        let err = Config::from_reader(env).unwrap_err();
+        assert!(err.to_string().contains("FIREBASE_AUTH_EMULATOR_HOST"), "{err}");
+        let env = EnvReader::from_pairs([
+            ("AUTH_PROVIDER", "firebase"),
+            ("FIREBASE_PROJECT_ID", "demo-blob"),
+            ("BACKEND_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099"),
+        ]);
+        assert!(Config::from_reader(env).unwrap().firebase_auth_emulator);
     }
 
     #[test]

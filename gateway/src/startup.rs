@@ -71,7 +71,15 @@ impl Application {
         let stt_channel = traced(lazy_channel(&config.stt_service_url, CONNECT_TIMEOUT)?);
         let llm_channel = traced(lazy_channel(&config.llm_service_url, CONNECT_TIMEOUT)?);
         let state = AppState {
-            firebase: Arc::new(FirebaseVerifier::new(config.firebase_project_id.clone(), source)),
+            firebase: Arc::new({
+                let verifier = FirebaseVerifier::new(config.firebase_project_id.clone(), source);
+                if config.firebase_auth_emulator {
+                    tracing::warn!("accepting unsigned Firebase Auth emulator tokens");
+                    verifier.accepting_emulator_tokens()
+                } else {
+                    verifier
+                }
+            }),
             tokens: Arc::new(BackendTokens::new(&config.jwt_secret, config.jwt_ttl)),
             downstream_health: vec![
                 ("session-service", HealthClient::new(session_channel.clone())),

@@ -35,6 +35,16 @@ pub struct FirebaseIdentity {
     pub display_name: String,
 }
 
+/// The claims of an unsigned emulator token, checked by hand.
+#[derive(Debug, Deserialize)]
+struct EmulatorClaims {
+    aud: String,
+    iss: String,
+    exp: u64,
+    #[serde(flatten)]
+    claims: Claims,
+}
+
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
@@ -158,16 +168,37 @@ pub fn max_age(cache_control: &str) -> Option<Duration> {
 pub struct FirebaseVerifier {
     project_id: String,
     source: CertSource,
+    /// Accept the Firebase Auth emulator's unsigned (`alg: none`) tokens.
+    emulator: bool,
 }
 
 impl FirebaseVerifier {
     /// A verifier for `project_id` with certificates from `source`.
     pub fn new(project_id: impl Into<String>, source: CertSource) -> Self {
-        Self { project_id: project_id.into(), source }
+        Self { project_id: project_id.into(), source, emulator: false }
+    }
+
+    /// Also accepts the Firebase Auth emulator's unsigned tokens (`alg: none`), with every claim
+    /// still checked. Only for `demo-*` projects (the configuration refuses anything else).
+    pub fn accepting_emulator_tokens(mut self) -> Self {
+        self.emulator = self.project_id.starts_with("demo-");
+        self
     }
 
     /// The token's identity, or why it is not acceptable.
     pub async fn verify(&self, token: &str) -> Result<FirebaseIdentity, AuthError> {
+        if self.emulator
+            && let Some(claims) = unsigned_claims(token)?
+        {
+            let issuer = format!("https://securetoken.google.com/{}", self.project_id);
+            if claims.aud != self.project_id || claims.iss != issuer {
+                return Err(AuthError::Invalid("wrong audience or issuer".into()));
+            }
+            if claims.exp + CLOCK_SKEW.as_secs() < now_unix() {
+                return Err(AuthError::Expired);
+            }
+            return identity(claims.claims);
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("malformed token".into()))?;
         if header.alg != Algorithm::RS256 {
@@ -185,22 +216,52 @@ impl FirebaseVerifier {
         validation.set_issuer(&[format!("https://securetoken.google.com/{}", self.project_id)]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "aud", "iss"]);
         validation.leeway = CLOCK_SKEW.as_secs();
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)?.claims;
-
-        if claims.sub.is_empty() || claims.sub.chars().count() > 128 {
-            return Err(AuthError::Invalid("sub must be 1-128 characters".into()));
-        }
-        let latest = now_unix() + CLOCK_SKEW.as_secs();
-        if claims.iat > latest {
-            return Err(AuthError::Invalid("issued in the future".into()));
-        }
-        match claims.auth_time {
-            Some(auth_time) if auth_time <= latest => {}
-            Some(_) => return Err(AuthError::Invalid("authenticated in the future".into())),
-            None => return Err(AuthError::Invalid("missing auth_time".into())),
-        }
-        Ok(FirebaseIdentity { uid: claims.sub, email: claims.email, display_name: claims.name })
+        identity(jsonwebtoken::decode::<Claims>(token, &key, &validation)?.claims)
     }
+}
+
+/// The claims of an unsigned (`alg: none`) token, or `None` for any other token.
+fn unsigned_claims(token: &str) -> Result<Option<EmulatorClaims>, AuthError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Ok(None);
+    };
+    let Some(header) =
+        b64.decode(header).ok().and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+    else {
+        return Ok(None);
+    };
+    if header["alg"] != "none" {
+        return Ok(None);
+    }
+    if !signature.is_empty() {
+        return Err(AuthError::Invalid("an unsigned token carries a signature".into()));
+    }
+    let payload = b64.decode(payload).map_err(|_| AuthError::Invalid("malformed token".into()))?;
+    serde_json::from_slice(&payload)
+        .map(Some)
+        .map_err(|e| AuthError::Invalid(format!("malformed claims: {e}")))
+}
+
+/// The checks every token's claims pass, signed or not.
+fn identity(claims: Claims) -> Result<FirebaseIdentity, AuthError> {
+    if claims.sub.is_empty() || claims.sub.chars().count() > 128 {
+        return Err(AuthError::Invalid("sub must be 1-128 characters".into()));
+    }
+    let latest = now_unix() + CLOCK_SKEW.as_secs();
+    if claims.iat > latest {
+        return Err(AuthError::Invalid("issued in the future".into()));
+    }
+    match claims.auth_time {
+        Some(auth_time) if auth_time <= latest => {}
+        Some(_) => return Err(AuthError::Invalid("authenticated in the future".into())),
+        None => return Err(AuthError::Invalid("missing auth_time".into())),
+    }
+    Ok(FirebaseIdentity { uid: claims.sub, email: claims.email, display_name: claims.name })
 }
 
 #[cfg(test)]
@@ -287,6 +348,41 @@ mod tests {
         let unknown = dev::sign_with_kid(&claims(serde_json::json!({})), "other-kid").unwrap();
         assert!(matches!(verifier().verify(&unknown).await, Err(AuthError::Invalid(_))));
         assert!(matches!(verifier().verify("garbage").await, Err(AuthError::Invalid(_))));
+    }
+
+    fn unsigned(claims: &serde_json::Value) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(claims.to_string())
+        )
+    }
+
+    #[tokio::test]
+    async fn emulator_tokens_are_accepted_only_in_emulator_mode_and_still_checked() {
+        let emulator = verifier().accepting_emulator_tokens();
+        let good = unsigned(&claims(serde_json::json!({})));
+        assert_eq!(emulator.verify(&good).await.unwrap().uid, "uid-1");
+        assert!(matches!(verifier().verify(&good).await, Err(AuthError::Invalid(_))));
+        let wrong_aud = unsigned(&claims(serde_json::json!({"aud": "other"})));
+        assert!(matches!(emulator.verify(&wrong_aud).await, Err(AuthError::Invalid(_))));
+        let now = now_unix();
+        let expired = unsigned(&claims(serde_json::json!({"exp": now - 3600})));
+        assert!(matches!(emulator.verify(&expired).await, Err(AuthError::Expired)));
+        let no_sub = unsigned(&claims(serde_json::json!({"sub": ""})));
+        assert!(matches!(emulator.verify(&no_sub).await, Err(AuthError::Invalid(_))));
+        // Signed tokens still verify as usual in emulator mode.
+        let signed = dev::sign_with_kid(&claims(serde_json::json!({})), dev::KID).unwrap();
+        assert_eq!(emulator.verify(&signed).await.unwrap().uid, "uid-1");
+        // A production project never accepts them, whatever the setting.
+        let production = FirebaseVerifier::new("blob-prod", dev::cert_source().unwrap())
+            .accepting_emulator_tokens();
+        let prod_claims = claims(serde_json::json!({
+            "aud": "blob-prod", "iss": "https://securetoken.google.com/blob-prod"
+        }));
+        assert!(production.verify(&unsigned(&prod_claims)).await.is_err());
     }
 
     #[test]
