@@ -42,7 +42,7 @@ pub fn current_request_id() -> String {
 }
 
 /// `meta` of every response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Meta {
     /// The request's id.
     pub request_id: String,
@@ -92,7 +92,7 @@ impl<T: Serialize> IntoResponse for ApiOk<T> {
 }
 
 /// The stable error codes of the REST API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// 401: the token's time is up; sign in again (or refresh).

@@ -7,6 +7,7 @@ pub mod config;
 pub mod envelope;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod state;

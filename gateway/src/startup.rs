@@ -198,6 +198,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(routes::health::health))
         .route("/health/ready", get(routes::health::ready))
         .route("/health/services", get(routes::health::services))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route("/docs", get(crate::openapi::docs_page))
         .route("/ws/voice", get(voice_socket))
         .nest("/api/v1", api)
         .fallback(envelope::not_found)

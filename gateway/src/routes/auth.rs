@@ -11,7 +11,7 @@ use crate::envelope::{ApiError, ApiJson, ApiOk};
 use crate::state::AppState;
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenExchangeRequest {
     /// A Firebase ID token.
@@ -19,7 +19,7 @@ pub struct TokenExchangeRequest {
 }
 
 /// The user in the response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     /// Firebase uid.
     pub uid: String,
@@ -32,7 +32,7 @@ pub struct UserView {
 }
 
 /// A child the user may see, with the user's permission.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChildSummary {
     /// The child's id.
     pub child_id: String,
@@ -45,7 +45,7 @@ pub struct ChildSummary {
 }
 
 /// The response data.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenExchangeResponse {
     /// The backend access token (Bearer).
     pub token: String,
@@ -58,6 +58,21 @@ pub struct TokenExchangeResponse {
 }
 
 /// Verifies the Firebase token, gets or creates the user, and issues the backend token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token-exchange",
+    tag = "auth",
+    summary = "Exchange a Firebase ID token for a backend token",
+    request_body = TokenExchangeRequest,
+    responses(
+        (status = 200, description = "The backend token, the user and their children", body = TokenExchangeResponse),
+        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
+        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID: the Firebase token"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn token_exchange(
     State(state): State<AppState>,
@@ -114,7 +129,7 @@ pub fn child_summary(access: pb::ChildAccess) -> Option<ChildSummary> {
 }
 
 /// `POST /api/v1/auth/refresh` response data.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefreshResponse {
     /// A new backend access token (Bearer).
     pub token: String,
@@ -124,6 +139,20 @@ pub struct RefreshResponse {
 
 /// Issues a new backend token for a still-valid Firebase ID token. Nothing else changes: no
 /// session, socket or stored state is touched.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    summary = "A new backend token; nothing else changes",
+    request_body = TokenExchangeRequest,
+    responses(
+        (status = 200, description = "A new backend token", body = RefreshResponse),
+        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID; also for a user who never exchanged a token"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    )
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn refresh(
     State(state): State<AppState>,

@@ -18,7 +18,7 @@ use crate::state::AppState;
 pub const MAX_NAME_CHARS: usize = 64;
 
 /// `POST /api/v1/children` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChildRequest {
     /// First name or nickname (1-64 characters).
@@ -28,7 +28,7 @@ pub struct CreateChildRequest {
 }
 
 /// `PATCH /api/v1/children/{id}` body: the fields to change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateChildRequest {
     /// New name (1-64 characters).
@@ -40,7 +40,7 @@ pub struct UpdateChildRequest {
 }
 
 /// `POST /api/v1/children/{id}/permissions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     /// The user (Firebase uid) who receives access.
@@ -50,7 +50,7 @@ pub struct GrantRequest {
 }
 
 /// One child with their latest progress and current session.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChildDetail {
     /// The child.
     #[serde(flatten)]
@@ -62,7 +62,7 @@ pub struct ChildDetail {
 }
 
 /// A family link in responses.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LinkView {
     /// Who has access.
     pub user_id: String,
@@ -77,14 +77,14 @@ pub struct LinkView {
 }
 
 /// `DELETE /api/v1/children/{id}/permissions/{user_id}` result.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RevokeView {
     /// Whether there was a link to remove.
     pub revoked: bool,
 }
 
 /// What `DELETE /api/v1/children/{id}/data` erased.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErasureView {
     /// The child.
     pub child_id: String,
@@ -95,7 +95,7 @@ pub struct ErasureView {
 }
 
 /// Counts in an erasure receipt.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErasureCounts {
     /// The profile (0 or 1).
     pub children: u32,
@@ -149,6 +149,24 @@ fn child_ref(user: &AuthUser, child_id: &str) -> pb::ChildRef {
 }
 
 /// Creates a child; the caller gets a `manage` link to it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/children",
+    tag = "children",
+    summary = "Add a child (the caller manages it)",
+    request_body = CreateChildRequest,
+    responses(
+        (status = 201, description = "The child", body = ChildView),
+        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
+        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
+        (status = 409, description = "CONFLICT: the Idempotency-Key was used for another request"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn create_child(
     State(state): State<AppState>,
@@ -171,6 +189,20 @@ pub async fn create_child(
 }
 
 /// Lists the caller's children (deleted ones excluded), oldest link first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/children",
+    tag = "children",
+    summary = "The caller's children, oldest link first",
+    responses(
+        (status = 200, description = "The children", body = Vec<ChildView>),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn list_children(
     State(state): State<AppState>,
@@ -187,6 +219,24 @@ pub async fn list_children(
 }
 
 /// One child (view access), with the latest progress and the current session.
+#[utoipa::path(
+    get,
+    path = "/api/v1/children/{child_id}",
+    tag = "children",
+    summary = "One child with the latest progress and current session (view)",
+    params(
+        ("child_id" = String, Path, description = "The child's id")
+    ),
+    responses(
+        (status = 200, description = "The child", body = ChildDetail),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
 pub async fn get_child(
     State(state): State<AppState>,
@@ -219,6 +269,28 @@ pub async fn get_child(
 }
 
 /// Changes a child's name or grade (manage access).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/children/{child_id}",
+    tag = "children",
+    summary = "Change a child's name or grade (manage)",
+    params(
+        ("child_id" = String, Path, description = "The child's id")
+    ),
+    request_body = UpdateChildRequest,
+    responses(
+        (status = 200, description = "The child", body = ChildView),
+        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
+        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
+        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
 pub async fn update_child(
     State(state): State<AppState>,
@@ -248,6 +320,25 @@ pub async fn update_child(
 }
 
 /// Deletes a child's profile (soft; manage access); the child's session ends.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/children/{child_id}",
+    tag = "children",
+    summary = "Delete a child's profile (soft; manage)",
+    params(
+        ("child_id" = String, Path, description = "The child's id")
+    ),
+    responses(
+        (status = 200, description = "The child as it was", body = ChildView),
+        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
 pub async fn delete_child(
     State(state): State<AppState>,
@@ -260,6 +351,28 @@ pub async fn delete_child(
 }
 
 /// Gives another user access to the child (manage access).
+#[utoipa::path(
+    post,
+    path = "/api/v1/children/{child_id}/permissions",
+    tag = "children",
+    summary = "Give another user access to the child (manage)",
+    params(
+        ("child_id" = String, Path, description = "The child's id")
+    ),
+    request_body = GrantRequest,
+    responses(
+        (status = 200, description = "The family link", body = LinkView),
+        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
+        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
+        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
 pub async fn grant_permission(
     State(state): State<AppState>,
@@ -298,6 +411,27 @@ pub async fn grant_permission(
 }
 
 /// Takes a user's access to the child away, at once (manage access).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/children/{child_id}/permissions/{user_id}",
+    tag = "children",
+    summary = "Take a user's access away, at once (manage)",
+    params(
+        ("child_id" = String, Path, description = "The child's id"),
+        ("user_id" = String, Path, description = "The user whose access ends")
+    ),
+    responses(
+        (status = 200, description = "Whether there was a link", body = RevokeView),
+        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
+        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
 pub async fn revoke_permission(
     State(state): State<AppState>,
@@ -319,6 +453,25 @@ pub async fn revoke_permission(
 }
 
 /// Erases everything kept about the child and returns the receipt (manage access).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/children/{child_id}/data",
+    tag = "children",
+    summary = "Erase everything kept about the child (manage)",
+    params(
+        ("child_id" = String, Path, description = "The child's id")
+    ),
+    responses(
+        (status = 200, description = "The erasure receipt", body = ErasureView),
+        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
 pub async fn erase_child_data(
     State(state): State<AppState>,
@@ -350,6 +503,24 @@ pub async fn erase_child_data(
 }
 
 /// The child's progress in every lesson, most recent first (view access).
+#[utoipa::path(
+    get,
+    path = "/api/v1/children/{child_id}/progress",
+    tag = "progress",
+    summary = "The child's progress in every lesson (view)",
+    params(
+        ("child_id" = String, Path, description = "The child's id")
+    ),
+    responses(
+        (status = 200, description = "Most recently updated first", body = Vec<ProgressView>),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
 pub async fn list_progress(
     State(state): State<AppState>,
@@ -362,6 +533,25 @@ pub async fn list_progress(
 }
 
 /// The child's progress in one lesson (view access; 404 if never started).
+#[utoipa::path(
+    get,
+    path = "/api/v1/children/{child_id}/progress/{lesson_id}",
+    tag = "progress",
+    summary = "The child's progress in one lesson (view)",
+    params(
+        ("child_id" = String, Path, description = "The child's id"),
+        ("lesson_id" = String, Path, description = "The lesson")
+    ),
+    responses(
+        (status = 200, description = "The progress", body = ProgressView),
+        (status = 404, description = "NOT_FOUND: no such child (or another family's), or the lesson was never started"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id, %lesson_id))]
 pub async fn get_progress(
     State(state): State<AppState>,

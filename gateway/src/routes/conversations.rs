@@ -13,7 +13,7 @@ use crate::state::AppState;
 const PREVIEW_CHARS: usize = 120;
 
 /// A conversation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversationView {
     /// Its id.
     pub conversation_id: String,
@@ -24,7 +24,7 @@ pub struct ConversationView {
 }
 
 /// One exchange.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TurnView {
     /// The voice turn it came from.
     pub request_id: String,
@@ -39,7 +39,7 @@ pub struct TurnView {
 }
 
 /// The conversation at a glance.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Exchanges so far.
     pub turn_count: usize,
@@ -62,6 +62,24 @@ fn preview(text: &str) -> String {
 }
 
 /// The conversation; another user's conversation is reported as not found.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{conversation_id}",
+    tag = "conversations",
+    summary = "A conversation, for its owner",
+    params(
+        ("conversation_id" = String, Path, description = "The conversation")
+    ),
+    responses(
+        (status = 200, description = "The conversation", body = ConversationView),
+        (status = 404, description = "NOT_FOUND: another user's conversation"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %conversation_id))]
 pub async fn get_conversation(
     State(state): State<AppState>,

@@ -12,7 +12,7 @@ use crate::envelope::{ApiError, ApiOk, ErrorCode};
 use crate::state::AppState;
 
 /// The health payload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `healthy`.
     pub status: &'static str,
@@ -23,6 +23,15 @@ pub struct Health {
 }
 
 /// The gateway process is up and serving HTTP.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    summary = "The gateway is up",
+    responses(
+        (status = 200, description = "Healthy", body = Health)
+    )
+)]
 pub async fn health() -> ApiOk<Health> {
     ApiOk(
         StatusCode::OK,
@@ -31,7 +40,7 @@ pub async fn health() -> ApiOk<Health> {
 }
 
 /// Readiness of one service behind the gateway.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Downstream {
     /// The service.
     pub service: &'static str,
@@ -40,7 +49,7 @@ pub struct Downstream {
 }
 
 /// The readiness payload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: &'static str,
@@ -50,6 +59,16 @@ pub struct Readiness {
 
 /// `GET /health/ready`: 200 when the gateway and every service behind it can take work, else
 /// 503 `SERVICE_UNAVAILABLE` with which one cannot (and while shutting down).
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    summary = "The gateway and every service behind it can take work",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "SERVICE_UNAVAILABLE: not ready; details list the services")
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> Result<ApiOk<Readiness>, ApiError> {
     let checks = state.downstream_health.iter().map(|(service, client)| {
         let mut client = client.clone();
@@ -80,7 +99,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<ApiOk<Readiness>, Ap
 }
 
 /// One dependency in `/health/services`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Dependency {
     /// `session-service`, `stt-service`, `llm-service`, `redis` or `cold_store`.
     pub name: String,
@@ -93,7 +112,7 @@ pub struct Dependency {
 }
 
 /// The `/health/services` payload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Services {
     /// `healthy` when every dependency is, else `degraded`.
     pub status: &'static str,
@@ -104,6 +123,15 @@ pub struct Services {
 /// `GET /health/services`: every dependency of the API and how it answers — the services behind
 /// the gateway (gRPC health) and the session-service's stores (Redis and the cold store).
 /// Always 200 while the gateway runs; `status` says whether anything is down.
+#[utoipa::path(
+    get,
+    path = "/health/services",
+    tag = "health",
+    summary = "Every dependency and how it answers",
+    responses(
+        (status = 200, description = "Each dependency", body = Services)
+    )
+)]
 pub async fn services(State(state): State<AppState>) -> ApiOk<Services> {
     let checks = state.downstream_health.iter().map(|(service, client)| {
         let mut client = client.clone();

@@ -12,7 +12,7 @@ use crate::envelope::{ApiError, ApiOk};
 use crate::state::AppState;
 
 /// A lesson in the list (no steps).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LessonSummary {
     /// Stable id.
     pub lesson_id: String,
@@ -31,7 +31,7 @@ pub struct LessonSummary {
 }
 
 /// A lesson with its steps.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LessonView {
     /// The lesson.
     #[serde(flatten)]
@@ -41,7 +41,7 @@ pub struct LessonView {
 }
 
 /// One step.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StepView {
     /// 1-based position.
     pub number: u32,
@@ -66,6 +66,26 @@ fn summary(lesson: &pb::Lesson) -> LessonSummary {
 }
 
 /// Lists lessons, filtered by `subject`, `grade` and `difficulty` (each optional).
+#[utoipa::path(
+    get,
+    path = "/api/v1/lessons",
+    tag = "lessons",
+    summary = "The lessons catalogue",
+    params(
+        ("subject" = Option<String>, Query, description = "math, reading, science, social…"),
+        ("grade" = Option<i32>, Query, description = "-1 to 12"),
+        ("difficulty" = Option<String>, Query, description = "easy, medium or hard")
+    ),
+    responses(
+        (status = 200, description = "Matching lessons, by id", body = Vec<LessonSummary>),
+        (status = 400, description = "VALIDATION_ERROR: a bad or unknown query parameter"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn list_lessons(
     State(state): State<AppState>,
@@ -104,6 +124,24 @@ pub async fn list_lessons(
 }
 
 /// One lesson with its steps.
+#[utoipa::path(
+    get,
+    path = "/api/v1/lessons/{lesson_id}",
+    tag = "lessons",
+    summary = "One lesson with its steps",
+    params(
+        ("lesson_id" = String, Path, description = "The lesson")
+    ),
+    responses(
+        (status = 200, description = "The lesson", body = LessonView),
+        (status = 404, description = "NOT_FOUND"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %lesson_id))]
 pub async fn get_lesson(
     State(state): State<AppState>,

@@ -12,7 +12,7 @@ use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode, rfc3339_ms};
 use crate::state::AppState;
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenSessionRequest {
     /// The child the session is for.
@@ -23,7 +23,7 @@ pub struct OpenSessionRequest {
 }
 
 /// A session as the app sees it (the seed contract's fields).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// The session's id.
     pub session_id: String,
@@ -54,6 +54,27 @@ pub struct SessionView {
 }
 
 /// Returns the child's active session, resumes its suspended one, or creates a new one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions",
+    tag = "sessions",
+    summary = "Create or discover the child's session (interact)",
+    request_body = OpenSessionRequest,
+    responses(
+        (status = 201, description = "A new session", body = SessionView),
+        (status = 200, description = "The child's existing session, resumed if it was suspended", body = SessionView),
+        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
+        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
+        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 409, description = "CONFLICT: the child's live session belongs to another account"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, child_id = %body.child_id))]
 pub async fn open_session(
     State(state): State<AppState>,
@@ -126,6 +147,24 @@ fn session_view(state: &AppState, session: pb::Session, outcome: &'static str) -
 }
 
 /// `GET /api/v1/sessions/{id}`: the caller's active or suspended session.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{session_id}",
+    tag = "sessions",
+    summary = "The caller's session",
+    params(
+        ("session_id" = String, Path, description = "The session's id")
+    ),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 404, description = "NOT_FOUND: no such session, or another user's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, session_id = %session_id))]
 pub async fn get_session(
     State(state): State<AppState>,
@@ -137,6 +176,24 @@ pub async fn get_session(
 }
 
 /// `POST /api/v1/sessions/{id}/pause`: the live socket, wherever it is, stops listening.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{session_id}/pause",
+    tag = "sessions",
+    summary = "Pause: the live socket stops listening",
+    params(
+        ("session_id" = String, Path, description = "The session's id")
+    ),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 404, description = "NOT_FOUND: no such session, or another user's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn pause_session(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -146,6 +203,24 @@ pub async fn pause_session(
 }
 
 /// `POST /api/v1/sessions/{id}/resume`: the live socket listens again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{session_id}/resume",
+    tag = "sessions",
+    summary = "Resume: the live socket listens again",
+    params(
+        ("session_id" = String, Path, description = "The session's id")
+    ),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 404, description = "NOT_FOUND: no such session, or another user's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 pub async fn resume_session(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -155,6 +230,24 @@ pub async fn resume_session(
 }
 
 /// `POST /api/v1/sessions/{id}/end`: archives the session; its socket closes with 1000.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{session_id}/end",
+    tag = "sessions",
+    summary = "End and archive the session; its socket closes",
+    params(
+        ("session_id" = String, Path, description = "The session's id")
+    ),
+    responses(
+        (status = 200, description = "The ended session", body = SessionView),
+        (status = 404, description = "NOT_FOUND: no such session, or another user's"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, session_id = %session_id))]
 pub async fn end_session(
     State(state): State<AppState>,

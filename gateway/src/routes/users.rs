@@ -14,7 +14,7 @@ use crate::state::AppState;
 pub const MAX_DISPLAY_NAME_CHARS: usize = 128;
 
 /// `GET /api/v1/users/me`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Me {
     /// The user.
     pub user: UserProfile,
@@ -29,7 +29,7 @@ pub struct Me {
 }
 
 /// Switches the app reads.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FeatureFlags {
     /// The voice socket is available.
     pub voice: bool,
@@ -40,7 +40,7 @@ pub struct FeatureFlags {
 }
 
 /// `PATCH /api/v1/users/me` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     /// The name Blob and the app use for the parent (0-128 characters).
@@ -48,6 +48,20 @@ pub struct UpdateMeRequest {
 }
 
 /// The user, children and active sessions, fetched in parallel.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
+    tag = "users",
+    summary = "The signed-in parent, their children and what is live",
+    responses(
+        (status = 200, description = "The user", body = Me),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn get_me(
     State(state): State<AppState>,
@@ -96,6 +110,23 @@ pub async fn get_me(
 }
 
 /// Changes the display name.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/me",
+    tag = "users",
+    summary = "Change the display name",
+    request_body = UpdateMeRequest,
+    responses(
+        (status = 200, description = "The user", body = crate::routes::views::UserProfile),
+        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
+        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+        (status = 429, description = "RATE_LIMITED, with Retry-After"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    ),
+    security(("bearer" = []))
+)]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn update_me(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@ use super::sessions::state_name;
 use crate::envelope::rfc3339_ms;
 
 /// A user in responses.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserProfile {
     /// Firebase uid.
     pub uid: String,
@@ -38,7 +38,7 @@ impl From<pb::User> for UserProfile {
 }
 
 /// A child in responses, with the caller's permission.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChildView {
     /// The child's id.
     pub child_id: String,
@@ -70,7 +70,7 @@ impl ChildView {
 }
 
 /// A child's current session, as shown beside the child (no socket token).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActiveSessionView {
     /// The session's id.
     pub session_id: String,
@@ -106,7 +106,7 @@ impl From<pb::Session> for ActiveSessionView {
 }
 
 /// A child's progress in one lesson.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProgressView {
     /// The child.
     pub child_id: String,

@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod cold_store;
+mod contract;
 mod health;
 mod limits;
 mod operations;
