@@ -95,11 +95,7 @@ pub async fn token_exchange(
         .into_inner()
         .children;
     let children: Vec<ChildSummary> = children.into_iter().filter_map(child_summary).collect();
-    let claims = children
-        .iter()
-        .map(|c| ChildClaim { child_id: c.child_id.clone(), permission: c.permission.to_owned() })
-        .collect();
-    let token = state.tokens.issue_access(&user.uid, &user.email, claims);
+    let token = state.tokens.issue_access(&user.uid, &user.email, child_claims(&children));
     tracing::info!(children = children.len(), "token exchanged");
     Ok(ApiOk(
         StatusCode::OK,
@@ -177,11 +173,16 @@ pub async fn refresh(
         .await?
         .into_inner()
         .children;
-    let claims = children
-        .into_iter()
-        .filter_map(child_summary)
-        .map(|c| ChildClaim { child_id: c.child_id, permission: c.permission.to_owned() })
-        .collect();
-    let token = state.tokens.issue_access(&user.uid, &user.email, claims);
+    let children: Vec<ChildSummary> = children.into_iter().filter_map(child_summary).collect();
+    let token = state.tokens.issue_access(&user.uid, &user.email, child_claims(&children));
     Ok(ApiOk(StatusCode::OK, RefreshResponse { token, expires_in: state.tokens.ttl().as_secs() }))
+}
+
+/// The children as token claims: informational for the app only; every request is authorised
+/// against the stored family links, never against these.
+fn child_claims(children: &[ChildSummary]) -> Vec<ChildClaim> {
+    children
+        .iter()
+        .map(|c| ChildClaim { child_id: c.child_id.clone(), permission: c.permission.to_owned() })
+        .collect()
 }

@@ -70,20 +70,13 @@ pub struct Readiness {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<ApiOk<Readiness>, ApiError> {
-    let checks = state.downstream_health.iter().map(|(service, client)| {
-        let mut client = client.clone();
-        async move {
-            let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
-            request.set_timeout(Duration::from_secs(1));
-            let status = match client.check(request).await {
-                Ok(response) if response.get_ref().status == ServingStatus::Serving as i32 => {
-                    "serving"
-                }
-                Ok(_) => "not_serving",
-                Err(_) => "unreachable",
-            };
-            Downstream { service, status }
-        }
+    let checks = state.downstream_health.iter().map(|(service, client)| async move {
+        let status = match probe(client).await {
+            Probe::Serving => "serving",
+            Probe::NotServing => "not_serving",
+            Probe::Unreachable(_) => "unreachable",
+        };
+        Downstream { service, status }
     });
     let services = futures::future::join_all(checks).await;
     let all_serving = services.iter().all(|d| d.status == "serving");
@@ -133,21 +126,14 @@ pub struct Services {
     )
 )]
 pub async fn services(State(state): State<AppState>) -> ApiOk<Services> {
-    let checks = state.downstream_health.iter().map(|(service, client)| {
-        let mut client = client.clone();
-        async move {
-            let started = std::time::Instant::now();
-            let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
-            request.set_timeout(Duration::from_secs(1));
-            let detail = match client.check(request).await {
-                Ok(response) if response.get_ref().status == ServingStatus::Serving as i32 => {
-                    String::new()
-                }
-                Ok(_) => "not serving".to_owned(),
-                Err(status) => format!("unreachable ({:?})", status.code()),
-            };
-            dependency((*service).to_owned(), detail, started.elapsed())
-        }
+    let checks = state.downstream_health.iter().map(|(service, client)| async move {
+        let started = std::time::Instant::now();
+        let detail = match probe(client).await {
+            Probe::Serving => String::new(),
+            Probe::NotServing => "not serving".to_owned(),
+            Probe::Unreachable(code) => format!("unreachable ({code:?})"),
+        };
+        dependency((*service).to_owned(), detail, started.elapsed())
     });
     let mut stores_client = state.sessions.clone();
     let stores = async move {
@@ -192,5 +178,27 @@ fn dependency(name: String, detail: String, took: Duration) -> Dependency {
         name,
         latency_ms: took.as_millis() as u32,
         detail,
+    }
+}
+
+/// What a service's gRPC health check said.
+enum Probe {
+    Serving,
+    NotServing,
+    Unreachable(tonic::Code),
+}
+
+/// Asks one service's `grpc.health.v1` about the whole server, waiting at most a second.
+async fn probe(
+    client: &tonic_health::pb::health_client::HealthClient<blob_kit::grpc::TracedChannel>,
+) -> Probe {
+    let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+    request.set_timeout(Duration::from_secs(1));
+    match client.clone().check(request).await {
+        Ok(response) if response.get_ref().status == ServingStatus::Serving as i32 => {
+            Probe::Serving
+        }
+        Ok(_) => Probe::NotServing,
+        Err(status) => Probe::Unreachable(status.code()),
     }
 }

@@ -111,6 +111,33 @@ impl FirestoreColdStore {
             .map_err(map_error)
     }
 
+    /// Changes one field of an existing user; [`ColdError::NotFound`] if there is none.
+    async fn update_user(
+        &self,
+        uid: &str,
+        field: &str,
+        change: impl FnOnce(&mut UserRecord) + Send,
+    ) -> Result<UserRecord, ColdError> {
+        check_id("uid", uid)?;
+        let mut user: UserRecord = self
+            .get(USERS, uid)
+            .await?
+            .ok_or_else(|| ColdError::NotFound(format!("users/{uid}")))?;
+        change(&mut user);
+        self.db
+            .fluent()
+            .update()
+            .fields([field])
+            .in_col(USERS)
+            .precondition(FirestoreWritePrecondition::Exists(true))
+            .document_id(uid)
+            .object(&user)
+            .execute::<()>()
+            .await
+            .map_err(map_error)?;
+        Ok(user)
+    }
+
     /// Every document of a collection whose `field` equals `value`.
     async fn query_eq<T>(
         &self,
@@ -200,24 +227,7 @@ impl ColdStore for FirestoreColdStore {
     }
 
     async fn update_last_login(&self, uid: &str) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
-        let mut user: UserRecord = self
-            .get(USERS, uid)
-            .await?
-            .ok_or_else(|| ColdError::NotFound(format!("users/{uid}")))?;
-        user.last_login_at = now_rfc3339();
-        self.db
-            .fluent()
-            .update()
-            .fields(["last_login_at"])
-            .in_col(USERS)
-            .precondition(FirestoreWritePrecondition::Exists(true))
-            .document_id(uid)
-            .object(&user)
-            .execute::<()>()
-            .await
-            .map_err(map_error)?;
-        Ok(user)
+        self.update_user(uid, "last_login_at", |user| user.last_login_at = now_rfc3339()).await
     }
 
     async fn set_display_name(
@@ -225,24 +235,8 @@ impl ColdStore for FirestoreColdStore {
         uid: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
-        let mut user: UserRecord = self
-            .get(USERS, uid)
-            .await?
-            .ok_or_else(|| ColdError::NotFound(format!("users/{uid}")))?;
-        user.display_name = display_name.to_owned();
-        self.db
-            .fluent()
-            .update()
-            .fields(["display_name"])
-            .in_col(USERS)
-            .precondition(FirestoreWritePrecondition::Exists(true))
-            .document_id(uid)
-            .object(&user)
-            .execute::<()>()
+        self.update_user(uid, "display_name", |user| user.display_name = display_name.to_owned())
             .await
-            .map_err(map_error)?;
-        Ok(user)
     }
 
     async fn list_links(&self, uid: &str) -> Result<Vec<FamilyLink>, ColdError> {

@@ -94,6 +94,26 @@ impl SqliteColdStore {
         &self.path
     }
 
+    /// Changes an existing user in one transaction; [`ColdError::NotFound`] if there is none.
+    async fn update_user(
+        &self,
+        uid: &str,
+        change: impl FnOnce(&mut UserRecord) + Send + 'static,
+    ) -> Result<UserRecord, ColdError> {
+        check_id("uid", uid)?;
+        let uid = uid.to_owned();
+        self.with(move |c| {
+            transaction(c, |tx| {
+                let mut user: UserRecord = one(tx, "SELECT doc FROM users WHERE uid = ?1", [&uid])?
+                    .ok_or_else(|| ColdError::NotFound(format!("users/{uid}")))?;
+                change(&mut user);
+                write_user(tx, &user)?;
+                Ok(user)
+            })
+        })
+        .await
+    }
+
     /// Runs `work` with the connection on the blocking pool.
     async fn with<T, F>(&self, work: F) -> Result<T, ColdError>
     where
@@ -240,18 +260,7 @@ impl ColdStore for SqliteColdStore {
     }
 
     async fn update_last_login(&self, uid: &str) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
-        let uid = uid.to_owned();
-        self.with(move |c| {
-            transaction(c, |tx| {
-                let mut user: UserRecord = one(tx, "SELECT doc FROM users WHERE uid = ?1", [&uid])?
-                    .ok_or_else(|| ColdError::NotFound(format!("users/{uid}")))?;
-                user.last_login_at = now_rfc3339();
-                write_user(tx, &user)?;
-                Ok(user)
-            })
-        })
-        .await
+        self.update_user(uid, |user| user.last_login_at = now_rfc3339()).await
     }
 
     async fn set_display_name(
@@ -259,18 +268,8 @@ impl ColdStore for SqliteColdStore {
         uid: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
-        let (uid, display_name) = (uid.to_owned(), display_name.to_owned());
-        self.with(move |c| {
-            transaction(c, |tx| {
-                let mut user: UserRecord = one(tx, "SELECT doc FROM users WHERE uid = ?1", [&uid])?
-                    .ok_or_else(|| ColdError::NotFound(format!("users/{uid}")))?;
-                user.display_name = display_name;
-                write_user(tx, &user)?;
-                Ok(user)
-            })
-        })
-        .await
+        let display_name = display_name.to_owned();
+        self.update_user(uid, move |user| user.display_name = display_name).await
     }
 
     async fn list_links(&self, uid: &str) -> Result<Vec<FamilyLink>, ColdError> {
