@@ -38,6 +38,8 @@ ENV GGML_NATIVE=OFF \
 WORKDIR /src
 # Only what the workspace needs to compile: the models and the docs stay out of this layer.
 COPY Cargo.toml Cargo.lock ./
+# Build settings: llama.cpp for the images' AVX2/FMA baseline.
+COPY .cargo/ .cargo/
 COPY proto/ proto/
 COPY services/ services/
 COPY gateway/ gateway/

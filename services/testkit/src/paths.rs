@@ -38,6 +38,21 @@ pub fn whisper_model(file: &str) -> PathBuf {
     })
 }
 
+/// The local reply model's file name (`make model-llm`).
+pub const LOCAL_LLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The local reply model: `LOCAL_MODEL_PATH` if set, else `models/` in the workspace, else the
+/// shared models directory; `None` when it is nowhere.
+pub fn local_llm_model() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("LOCAL_MODEL_PATH") {
+        return Some(PathBuf::from(path));
+    }
+    let root = workspace_root();
+    [root.join("models").join(LOCAL_LLM_FILE), root.join("../shared/models").join(LOCAL_LLM_FILE)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
 /// A speech clip from the test audio sets (`test-audio/utt1.wav`, or a `speech/` clip).
 pub fn speech_clip(relative: &str) -> PathBuf {
     let root = workspace_root();
