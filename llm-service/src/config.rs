@@ -16,6 +16,8 @@ pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.1-flash-lite-preview";
 pub enum ProviderConfig {
     /// `LLM_PROVIDER=gemini`: the Gemini REST API.
     Gemini(GeminiConfig),
+    /// `LLM_PROVIDER=openai`: an OpenAI-compatible chat endpoint.
+    OpenAi(crate::openai::OpenAiConfig),
     /// `LLM_PROVIDER=local`: a GGUF model run in-process.
     Local(crate::local::LocalConfig),
     /// `BYPASSLLM=true` (or `LLM_PROVIDER=bypass`): a fixed friendly reply, no model, no key.
@@ -162,6 +164,28 @@ impl Config {
         let backend = env.string("GEMINI_BACKEND", "ai_studio").to_ascii_lowercase();
         let provider = if bypass || provider_name == "bypass" {
             ProviderConfig::Bypass
+        } else if provider_name == "openai" {
+            let api_base = env.optional("OPENAI_API_BASE").unwrap_or_else(|| {
+                env.problem("OPENAI_API_BASE is required for LLM_PROVIDER=openai");
+                String::new()
+            });
+            env.check(
+                api_base.is_empty()
+                    || api_base.starts_with("http://")
+                    || api_base.starts_with("https://"),
+                || format!("OPENAI_API_BASE={api_base:?}: expected an http(s) URL"),
+            );
+            let model = env.optional("OPENAI_MODEL").unwrap_or_else(|| {
+                env.problem("OPENAI_MODEL is required for LLM_PROVIDER=openai");
+                String::new()
+            });
+            ProviderConfig::OpenAi(crate::openai::OpenAiConfig {
+                api_base: api_base.trim_end_matches('/').to_owned(),
+                api_key: env.secret("OPENAI_API_KEY"),
+                model,
+                max_output_tokens,
+                temperature,
+            })
         } else if provider_name == "local" {
             local.clone().map(ProviderConfig::Local).unwrap_or(ProviderConfig::Bypass)
         } else if provider_name == "gemini" && backend == "vertex" {
@@ -207,7 +231,7 @@ impl Config {
             }
         } else {
             env.problem(format!(
-                "LLM_PROVIDER={provider_name:?}: expected gemini, local or bypass"
+                "LLM_PROVIDER={provider_name:?}: expected gemini, openai, local or bypass"
             ));
             ProviderConfig::Bypass
         };

@@ -192,7 +192,7 @@ impl ReplyProvider for GeminiProvider {
 
 /// Runs `body` as a task feeding a bounded channel and returns the channel as a stream.
 /// Dropping the stream closes the channel, which ends the task at its next send.
-fn async_stream<F, Fut>(body: F) -> TextStream
+pub(crate) fn async_stream<F, Fut>(body: F) -> TextStream
 where
     F: FnOnce(tokio::sync::mpsc::Sender<Result<String, ProviderError>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod gemini;
 pub mod local;
 pub mod metrics;
+pub mod openai;
 pub mod persona;
 pub mod provider;
 pub mod service;

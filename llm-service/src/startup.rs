@@ -37,6 +37,15 @@ impl Application {
                 Arc::new(BypassProvider)
             }
             ProviderConfig::Local(local) => load_local(local).await?,
+            ProviderConfig::OpenAi(openai) => {
+                let http = reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(config.timeout)
+                    .build()
+                    .context("building the HTTP client")?;
+                tracing::info!(model = %openai.model, base = %openai.api_base, "replies from an OpenAI-compatible endpoint");
+                Arc::new(crate::openai::OpenAiProvider::new(http, openai))
+            }
             ProviderConfig::Gemini(gemini) => {
                 let http = reqwest::Client::builder()
                     .connect_timeout(Duration::from_secs(5))
