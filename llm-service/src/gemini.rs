@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 use blob_proto::llm::v1::{GenerateReplyRequest, Role};
-use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +13,7 @@ use crate::adc::AccessTokens;
 use crate::config::{GeminiAuth, GeminiConfig};
 use crate::persona::system_instruction;
 use crate::provider::{ProviderError, ReplyProvider, TextStream};
-use crate::sse::SseDecoder;
+use crate::sse::{Step, relay};
 
 /// Most earlier turns sent with a request; older ones are left out.
 pub const MAX_HISTORY_TURNS: usize = 20;
@@ -133,58 +132,24 @@ impl ReplyProvider for GeminiProvider {
             });
         }
 
-        let mut bytes = response.bytes_stream();
+        let bytes = response.bytes_stream();
         let stream = async_stream(move |tx| async move {
-            let mut decoder = SseDecoder::default();
             let mut produced = false;
-            loop {
-                // Waiting for the provider, also watch the caller: when it has gone, return, and
-                // dropping the body closes the provider's connection, which stops generation.
-                let next = tokio::select! {
-                    next = bytes.next() => next,
-                    () = tx.closed() => return,
-                };
-                let (events, finished) = match next {
-                    Some(Ok(chunk)) => (decoder.push(&chunk), false),
-                    Some(Err(err)) => {
-                        let _ = tx.send(Err(err.into())).await;
-                        return;
-                    }
-                    None => (Ok(decoder.finish().into_iter().collect()), true),
-                };
-                let events = match events {
-                    Ok(events) => events,
-                    Err(err) => {
-                        let _ = tx.send(Err(ProviderError::Rejected(err.to_string()))).await;
-                        return;
-                    }
-                };
-                for data in events {
-                    match parse_chunk(&data) {
-                        Ok(Chunk::Text(text)) if !text.is_empty() => {
-                            produced = true;
-                            if tx.send(Ok(text)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(Chunk::Text(_)) => {}
-                        Ok(Chunk::Blocked(reason)) => {
-                            tracing::warn!(%reason, "reply blocked by the provider's safety filter");
-                            if !produced {
-                                let _ = tx.send(Ok(SAFE_FALLBACK.to_owned())).await;
-                            }
-                            return;
-                        }
-                        Err(err) => {
-                            let _ = tx.send(Err(err)).await;
-                            return;
-                        }
-                    }
+            relay(bytes, tx, move |data| match parse_chunk(data) {
+                Ok(Chunk::Text(text)) if !text.is_empty() => {
+                    produced = true;
+                    Step::Continue(vec![Ok(text)])
                 }
-                if finished {
-                    return;
+                Ok(Chunk::Text(_)) => Step::Continue(Vec::new()),
+                Ok(Chunk::Blocked(reason)) => {
+                    tracing::warn!(%reason, "reply blocked by the provider's safety filter");
+                    let fallback =
+                        if produced { vec![] } else { vec![Ok(SAFE_FALLBACK.to_owned())] };
+                    Step::Stop(fallback)
                 }
-            }
+                Err(err) => Step::Stop(vec![Err(err)]),
+            })
+            .await;
         });
         Ok(stream)
     }

@@ -4,14 +4,13 @@
 
 use async_trait::async_trait;
 use blob_proto::llm::v1::{GenerateReplyRequest, Role};
-use futures::StreamExt as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::gemini::{SAFE_FALLBACK, async_stream};
 use crate::persona::system_instruction;
 use crate::provider::{ProviderError, ReplyProvider, TextStream};
-use crate::sse::SseDecoder;
+use crate::sse::{Step, relay};
 
 /// Settings of the OpenAI-compatible provider.
 #[derive(Debug, Clone)]
@@ -131,59 +130,34 @@ impl ReplyProvider for OpenAiProvider {
                 _ => ProviderError::Rejected(format!("{status}: {message}")),
             });
         }
-        let mut bytes = response.bytes_stream();
+        let bytes = response.bytes_stream();
         Ok(async_stream(move |tx| async move {
-            let mut decoder = SseDecoder::default();
             let mut produced = false;
-            loop {
-                let next = tokio::select! {
-                    next = bytes.next() => next,
-                    () = tx.closed() => return,
-                };
-                let (events, finished) = match next {
-                    Some(Ok(chunk)) => (decoder.push(&chunk), false),
-                    Some(Err(err)) => {
-                        let _ = tx.send(Err(err.into())).await;
-                        return;
-                    }
-                    None => (Ok(decoder.finish().into_iter().collect()), true),
-                };
-                let events = match events {
-                    Ok(events) => events,
+            relay(bytes, tx, move |data| {
+                if data.trim() == "[DONE]" {
+                    return Step::Stop(Vec::new());
+                }
+                let chunk: ChatChunk = match serde_json::from_str(data) {
+                    Ok(chunk) => chunk,
                     Err(err) => {
-                        let _ = tx.send(Err(ProviderError::Rejected(err.to_string()))).await;
-                        return;
+                        let message = format!("unreadable stream chunk: {err}");
+                        return Step::Stop(vec![Err(ProviderError::Rejected(message))]);
                     }
                 };
-                for data in events {
-                    if data.trim() == "[DONE]" {
-                        return;
+                let mut pieces = Vec::new();
+                for choice in chunk.choices {
+                    if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                        produced = true;
+                        pieces.push(Ok(text));
                     }
-                    let chunk: ChatChunk = match serde_json::from_str(&data) {
-                        Ok(chunk) => chunk,
-                        Err(err) => {
-                            let message = format!("unreadable stream chunk: {err}");
-                            let _ = tx.send(Err(ProviderError::Rejected(message))).await;
-                            return;
-                        }
-                    };
-                    for choice in chunk.choices {
-                        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
-                            produced = true;
-                            if tx.send(Ok(text)).await.is_err() {
-                                return;
-                            }
-                        }
-                        if choice.finish_reason.as_deref() == Some("content_filter") && !produced {
-                            let _ = tx.send(Ok(SAFE_FALLBACK.to_owned())).await;
-                            return;
-                        }
+                    if choice.finish_reason.as_deref() == Some("content_filter") && !produced {
+                        pieces.push(Ok(SAFE_FALLBACK.to_owned()));
+                        return Step::Stop(pieces);
                     }
                 }
-                if finished {
-                    return;
-                }
-            }
+                Step::Continue(pieces)
+            })
+            .await;
         }))
     }
 }

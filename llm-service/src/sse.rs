@@ -78,6 +78,69 @@ fn event_data(block: &str) -> Option<String> {
     data
 }
 
+/// What a provider makes of one event's data.
+pub(crate) enum Step {
+    /// Send these pieces (possibly none) and read on.
+    Continue(Vec<Result<String, crate::provider::ProviderError>>),
+    /// Send these pieces, then stop: the reply is complete or failed.
+    Stop(Vec<Result<String, crate::provider::ProviderError>>),
+}
+
+/// Streams a reply from a server-sent-events HTTP body: each event's data goes to `on_event`,
+/// whose pieces go to `tx`. Waiting for the provider it also watches the caller: when the caller
+/// has gone it returns, and dropping the body closes the provider's connection, which stops
+/// generation there too.
+pub(crate) async fn relay<S, F>(
+    mut bytes: S,
+    tx: tokio::sync::mpsc::Sender<Result<String, crate::provider::ProviderError>>,
+    mut on_event: F,
+) where
+    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    F: FnMut(&str) -> Step,
+{
+    use crate::provider::ProviderError;
+    use futures::StreamExt as _;
+    let mut decoder = SseDecoder::default();
+    loop {
+        let next = tokio::select! {
+            next = bytes.next() => next,
+            () = tx.closed() => return,
+        };
+        let (events, finished) = match next {
+            Some(Ok(chunk)) => (decoder.push(&chunk), false),
+            Some(Err(err)) => {
+                let _ = tx.send(Err(err.into())).await;
+                return;
+            }
+            None => (Ok(decoder.finish().into_iter().collect()), true),
+        };
+        let events = match events {
+            Ok(events) => events,
+            Err(err) => {
+                let _ = tx.send(Err(ProviderError::Rejected(err.to_string()))).await;
+                return;
+            }
+        };
+        for data in events {
+            let (pieces, stop) = match on_event(&data) {
+                Step::Continue(pieces) => (pieces, false),
+                Step::Stop(pieces) => (pieces, true),
+            };
+            for piece in pieces {
+                if tx.send(piece).await.is_err() {
+                    return;
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
