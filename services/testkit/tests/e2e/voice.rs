@@ -596,6 +596,23 @@ async fn protocol_pings_are_answered_and_count_as_life() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_second_of_speech_is_rejected_as_too_short() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "brief").await;
+    let mut socket = family.socket(&stack).await;
+    // Half a second of real (synthetic) speech: the start of "Tell me a story about a dragon."
+    let speech = read_wav(&speech_clip("test-audio/utt1.wav"));
+    let voiced = speech.iter().position(|s| s.unsigned_abs() > 2_000).expect("a voiced sample");
+    socket.send_speech(&speech[voiced..voiced + 8_000], 100, 1200).await;
+    let rejected = socket.wait_for("stt_rejected", TURN).await;
+    assert_eq!(rejected["payload"]["reason"], "too_short", "{rejected}");
+    let duration = rejected["payload"]["duration_ms"].as_u64().expect("duration_ms");
+    assert!((300..1000).contains(&duration), "the numbers travel with the rejection: {rejected}");
+    assert!(!socket.received.iter().any(|m| m["action"] == "stt_result"));
+    socket.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_and_noise_produce_no_transcript() {
     let stack = Stack::start(StackOptions::default()).await;
     let family = family(&stack, "quiet").await;
