@@ -595,6 +595,51 @@ async fn protocol_pings_are_answered_and_count_as_life() {
     socket.close(None).await.unwrap();
 }
 
+/// "Can we play a game with the animals in the forest?" with a 1.2 s pause put in the quietest
+/// moment of its middle third, as a child stops to think mid-sentence.
+fn sentence_with_a_pause() -> Vec<i16> {
+    let speech = read_wav(&speech_clip("test-audio/utt3.wav"));
+    let frame = 320;
+    let (start, end) = (speech.len() / 3, 2 * speech.len() / 3);
+    let quietest = (start..end - frame)
+        .step_by(frame / 2)
+        .min_by_key(|&at| speech[at..at + frame].iter().map(|s| i64::from(*s).pow(2)).sum::<i64>())
+        .expect("a middle third");
+    let mut paused = speech[..quietest].to_vec();
+    paused.extend(std::iter::repeat_n(0i16, 19_200));
+    paused.extend_from_slice(&speech[quietest..]);
+    paused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_sentence_pause_stays_in_one_utterance_with_the_childrens_silence_setting() {
+    // The children's tuning (README): VAD_SILENCE_MS=1500 keeps a 1.2 s pause inside the turn.
+    let options = StackOptions {
+        extra_env: vec![("stt-service", "VAD_SILENCE_MS", "1500".to_owned())],
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await;
+    let family = family(&stack, "thinker").await;
+    let mut socket = family.socket(&stack).await;
+    socket.send_speech(&sentence_with_a_pause(), 100, 1800).await;
+    let result = socket.wait_for("stt_result", TURN).await;
+    let text = normalize(result["payload"]["transcript"].as_str().unwrap());
+    assert!(text.contains("play a game") && text.contains("forest"), "one utterance: {text}");
+    socket.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_default_silence_the_same_pause_ends_the_turn() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "quick").await;
+    let mut socket = family.socket(&stack).await;
+    socket.send_speech(&sentence_with_a_pause(), 100, 1800).await;
+    let first = socket.wait_for("stt_result", TURN).await;
+    let text = normalize(first["payload"]["transcript"].as_str().unwrap());
+    assert!(!text.contains("forest"), "the 800 ms default cuts at the pause: {text}");
+    socket.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_a_second_of_speech_is_rejected_as_too_short() {
     let stack = Stack::start(StackOptions::default()).await;
