@@ -262,29 +262,15 @@ fn generate(
     // Keep what the context already holds of this prompt (at least one token is decoded
     // again, so there are fresh logits to sample from).
     let common = cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
-    let keep = common.min(tokens.len() - 1);
+    let mut keep = common.min(tokens.len() - 1);
     if !context.clear_kv_cache_seq(Some(0), Some(keep as u32), None)? {
+        // The cache could not be cut there: start from an empty one.
         context.clear_kv_cache();
-        cached.clear();
-        return generate_fresh(model, config, context, cached, tokens, &out, counts);
+        keep = 0;
     }
     cached.truncate(keep);
     decode_prompt(context, cached, &tokens[keep..])?;
     stream_reply(model, config, context, cached, &out, counts)
-}
-
-/// [`generate`] after the cache had to be dropped.
-fn generate_fresh(
-    model: &LlamaModel,
-    config: &LocalConfig,
-    context: &mut LlamaContext<'_>,
-    cached: &mut Vec<LlamaToken>,
-    tokens: Vec<LlamaToken>,
-    out: &Reply,
-    counts: &Counts,
-) -> anyhow::Result<()> {
-    decode_prompt(context, cached, &tokens)?;
-    stream_reply(model, config, context, cached, out, counts)
 }
 
 /// Decodes `new` after the `cached` tokens, asking for logits of the last one.

@@ -82,14 +82,18 @@ pub async fn get_me(
             .request(pb::ChildRef { user_id: user.sub.clone(), child_id: child.child_id.clone() });
         async move { client.get_child_session(request).await }
     });
-    let mut live: Vec<(usize, pb::Session)> = Vec::new();
+    // The child whose session was active most recently.
+    let mut latest: Option<(usize, pb::Session)> = None;
     for (i, found) in futures::future::join_all(lookups).await.into_iter().enumerate() {
-        if let Some(session) = found?.into_inner().session {
-            live.push((i, session));
+        if let Some(session) = found?.into_inner().session
+            && latest
+                .as_ref()
+                .is_none_or(|(_, l)| session.last_activity_at_ms > l.last_activity_at_ms)
+        {
+            latest = Some((i, session));
         }
     }
-    live.sort_by_key(|(_, s)| std::cmp::Reverse(s.last_activity_at_ms));
-    let (active_child, active_session) = match live.into_iter().next() {
+    let (active_child, active_session) = match latest {
         Some((i, session)) => (Some(children[i].clone()), Some(ActiveSessionView::from(session))),
         None => (None, None),
     };
