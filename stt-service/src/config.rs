@@ -32,6 +32,23 @@ pub struct Config {
     pub confidence_threshold: f32,
     /// Voice activity detection and endpointing.
     pub segmenter: SegmenterConfig,
+    /// `VAD_MODE` (default `silero`): the neural detector with the energy gate on onsets, or
+    /// `energy` for the gate alone (no model files needed).
+    pub vad: VadMode,
+}
+
+/// Which voice activity detector runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VadMode {
+    /// The RMS energy gate alone.
+    Energy,
+    /// Silero VAD through ONNX Runtime.
+    Silero {
+        /// `VAD_MODEL_PATH` (default `models/silero_vad.onnx`).
+        model: PathBuf,
+        /// `ORT_DYLIB_PATH` (default `models/libonnxruntime.so.1.31.1`).
+        runtime: PathBuf,
+    },
 }
 
 impl Config {
@@ -55,6 +72,11 @@ impl Config {
         let confidence_threshold = env.parse("STT_CONFIDENCE_THRESHOLD", 0.6f32);
         let defaults = SegmenterConfig::default();
         let energy_threshold = env.parse("VAD_ENERGY_THRESHOLD", defaults.energy_threshold);
+        let speech_threshold = env.parse("VAD_THRESHOLD", defaults.speech_threshold);
+        let vad_mode = env.string("VAD_MODE", "silero");
+        let vad_model = PathBuf::from(env.string("VAD_MODEL_PATH", "models/silero_vad.onnx"));
+        let runtime =
+            PathBuf::from(env.string("ORT_DYLIB_PATH", "models/libonnxruntime.so.1.31.1"));
         let silence_ms = env.parse("VAD_SILENCE_MS", defaults.silence_ms);
         let max_utterance_seconds =
             env.parse("STT_MAX_UTTERANCE_SECONDS", defaults.max_utterance_ms / 1000);
@@ -71,6 +93,19 @@ impl Config {
             "STT_CONFIDENCE_THRESHOLD must be between 0 and 1".to_owned()
         });
         env.check(energy_threshold >= 0.0, || "VAD_ENERGY_THRESHOLD must not be negative".into());
+        env.check((0.2..=0.95).contains(&speech_threshold), || {
+            "VAD_THRESHOLD must be between 0.2 and 0.95".to_owned()
+        });
+        env.check(["silero", "energy"].contains(&vad_mode.as_str()), || {
+            format!("VAD_MODE={vad_mode:?}: expected silero or energy")
+        });
+        if vad_mode == "silero" {
+            for (name, path) in [("VAD_MODEL_PATH", &vad_model), ("ORT_DYLIB_PATH", &runtime)] {
+                env.check(path.is_file(), || {
+                    format!("{name}={}: no such file (run `make model`)", path.display())
+                });
+            }
+        }
         env.check((100..=10_000).contains(&silence_ms), || {
             "VAD_SILENCE_MS must be between 100 and 10000".to_owned()
         });
@@ -91,8 +126,14 @@ impl Config {
             threads,
             min_speech: Duration::from_secs_f64(min_seconds),
             confidence_threshold,
+            vad: if vad_mode == "energy" {
+                VadMode::Energy
+            } else {
+                VadMode::Silero { model: vad_model, runtime }
+            },
             segmenter: SegmenterConfig {
                 energy_threshold,
+                speech_threshold,
                 silence_ms,
                 max_utterance_ms: max_utterance_seconds * 1000,
                 ..defaults
@@ -112,9 +153,11 @@ mod tests {
             ("STT_CONFIDENCE_THRESHOLD", "2"),
             ("VAD_SILENCE_MS", "fast"),
             ("STT_LANGUAGE", "klingon"),
+            ("VAD_MODEL_PATH", "/nonexistent/silero.onnx"),
+            ("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so"),
         ]))
         .unwrap_err();
-        assert_eq!(err.problems.len(), 4, "{err}");
+        assert_eq!(err.problems.len(), 6, "{err}");
         assert!(err.problems.iter().any(|p| p.contains("make model")));
     }
 }

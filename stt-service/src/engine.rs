@@ -2,6 +2,7 @@
 //! transcription on blocking threads so the async runtime keeps moving audio.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -51,9 +52,9 @@ pub struct Engine {
     context: WhisperContext,
     states: Mutex<Vec<WhisperState>>,
     /// Utterances admitted: running plus queued.
-    admitted: Semaphore,
+    admitted: Arc<Semaphore>,
     /// Utterances running.
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     threads: usize,
     language: String,
     metrics: SttMetrics,
@@ -86,8 +87,8 @@ impl Engine {
         Ok(Self {
             context,
             states: Mutex::new(states),
-            admitted: Semaphore::new(workers + queue_depth),
-            permits: Semaphore::new(workers),
+            admitted: Arc::new(Semaphore::new(workers + queue_depth)),
+            permits: Arc::new(Semaphore::new(workers)),
             threads,
             language: language.to_owned(),
             metrics,
@@ -96,47 +97,70 @@ impl Engine {
 
     /// Transcribes 16 kHz mono PCM: [`TranscribeError::Busy`] at once when the queue is full,
     /// else waits for a free worker and runs on a blocking thread.
+    ///
+    /// Dropping the returned future (the stream was closed) gives up a place in the queue at
+    /// once, and stops an inference in progress at whisper's next computation step; the worker
+    /// is free again as soon as it has stopped.
     pub async fn transcribe(
         self: &Arc<Self>,
         pcm: Vec<i16>,
     ) -> Result<Transcript, TranscribeError> {
-        let _admitted = self.admitted.try_acquire().map_err(|_| TranscribeError::Busy)?;
+        let admitted =
+            Arc::clone(&self.admitted).try_acquire_owned().map_err(|_| TranscribeError::Busy)?;
         let queued_at = Instant::now();
         self.metrics.queue_depth.inc();
-        let permit = self.permits.acquire().await;
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
         self.metrics.queue_depth.dec();
         self.metrics.queue_wait.observe(queued_at.elapsed().as_secs_f64());
         tracing::info!(queue_wait_ms = queued_at.elapsed().as_millis() as u64, "worker acquired");
-        let _permit = permit.context("engine closed")?;
+        let permit = permit.context("engine closed")?;
         let audio_seconds = pcm.len() as f64 / 16_000.0;
         let engine = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        let cancel = CancelOnDrop::default();
+        let cancelled = Arc::clone(&cancel.0);
+        let result = tokio::task::spawn_blocking(move || {
+            // The permits go with the whisper state: a worker counts as free only once its state
+            // is back in the pool, even when the caller has stopped waiting.
+            let _held = (admitted, permit);
             let mut state = engine
                 .states
                 .lock()
                 .map_err(|_| anyhow::anyhow!("state pool poisoned"))?
                 .pop()
                 .context("no free whisper state")?;
-            let result = engine.run(&mut state, &pcm);
+            let result = engine.run(&mut state, &pcm, &cancelled);
             if let Ok(mut pool) = engine.states.lock() {
                 pool.push(state);
+            }
+            if cancelled.load(Ordering::Relaxed) {
+                // Stopped part-way, or (closed during the last stage) finished for nobody.
+                let outcome = if result.is_err() { "cancelled" } else { "discarded" };
+                engine.metrics.outcome(outcome);
+                tracing::info!(outcome, "the stream was closed during its inference");
             }
             result
         })
         .await
-        .context("transcription task failed")?
-        .inspect(|transcript| {
-            tracing::info!(inference_ms = transcript.inference_ms, "inference done");
-            let seconds = f64::from(transcript.inference_ms) / 1000.0;
-            self.metrics.inference.observe(seconds);
-            if audio_seconds > 0.0 {
-                self.metrics.real_time_factor.observe(seconds / audio_seconds);
-            }
-        })
-        .map_err(TranscribeError::Failed)
+        .context("transcription task failed")?;
+        cancel.disarm();
+        result
+            .inspect(|transcript| {
+                tracing::info!(inference_ms = transcript.inference_ms, "inference done");
+                let seconds = f64::from(transcript.inference_ms) / 1000.0;
+                self.metrics.inference.observe(seconds);
+                if audio_seconds > 0.0 {
+                    self.metrics.real_time_factor.observe(seconds / audio_seconds);
+                }
+            })
+            .map_err(TranscribeError::Failed)
     }
 
-    fn run(&self, state: &mut WhisperState, pcm: &[i16]) -> anyhow::Result<Transcript> {
+    fn run(
+        &self,
+        state: &mut WhisperState,
+        pcm: &[i16],
+        cancelled: &Arc<AtomicBool>,
+    ) -> anyhow::Result<Transcript> {
         let started = Instant::now();
         let audio: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
         let seconds = audio.len() as f32 / 16_000.0;
@@ -162,6 +186,7 @@ impl Engine {
             params.set_language(Some(&self.language));
         }
 
+        abort::install(&mut params, cancelled);
         state.full(params, &audio).context("whisper inference failed")?;
 
         let eot = self.context.token_eot();
@@ -199,6 +224,51 @@ impl Engine {
             language,
             inference_ms: started.elapsed().as_millis() as u32,
         })
+    }
+}
+
+/// Sets its flag when dropped, unless disarmed: the blocking inference watches the flag.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl CancelOnDrop {
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// whisper.cpp's abort callback, which asks a flag whether to stop. whisper-rs's closure-based
+/// setter hands the C side a pointer of another type than its trampoline reads, so the raw one
+/// is used with a plain function.
+#[allow(unsafe_code)]
+mod abort {
+    use std::ffi::c_void;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use whisper_rs::FullParams;
+
+    unsafe extern "C" fn is_set(flag: *mut c_void) -> bool {
+        // SAFETY: `flag` is the `AtomicBool` `install` was given; its caller keeps the `Arc`
+        // alive until the inference these parameters are for has returned.
+        unsafe { (*flag.cast::<AtomicBool>()).load(Ordering::Relaxed) }
+    }
+
+    /// Makes the inference run with `params` stop once `flag` is set. The caller must keep
+    /// `flag` alive until that inference has returned.
+    pub(super) fn install(params: &mut FullParams<'_, '_>, flag: &Arc<AtomicBool>) {
+        // SAFETY: the callback only reads an `AtomicBool` through the pointer, which outlives
+        // the inference (see above); whisper.cpp calls it from the inference's own threads.
+        unsafe {
+            params.set_abort_callback(Some(is_set));
+            params.set_abort_callback_user_data(Arc::as_ptr(flag).cast_mut().cast());
+        }
     }
 }
 

@@ -5,8 +5,10 @@
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod onnx;
 pub mod quality;
 pub mod service;
+pub mod silero;
 pub mod startup;
 pub mod stream;
 pub mod vad;

@@ -4,7 +4,7 @@ use blob_kit::admin::latency_buckets;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, linear_buckets};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets, linear_buckets};
 use prometheus_client::registry::Registry;
 
 /// Labels of a counter by outcome.
@@ -21,10 +21,16 @@ pub struct SttMetrics {
     pub inference: Histogram,
     /// Inference time over audio time.
     pub real_time_factor: Histogram,
-    /// Utterances by outcome: transcribed, too_short, low_confidence, empty, failed, busy.
+    /// Utterances by outcome: transcribed, too_short, low_confidence, empty, hallucination,
+    /// failed, busy, cancelled (the stream closed and the inference was stopped), discarded
+    /// (the stream closed too late to stop it).
     pub utterances: Family<Outcome, Counter>,
     /// Open transcription streams.
     pub streams: Gauge,
+    /// Time per voice-activity model call (one 32 ms chunk).
+    pub vad_inference: Histogram,
+    /// Voice-activity model calls that failed (the energy gate decided those chunks).
+    pub vad_errors: Counter,
 }
 
 impl SttMetrics {
@@ -37,6 +43,8 @@ impl SttMetrics {
             real_time_factor: Histogram::new(linear_buckets(0.05, 0.05, 20)),
             utterances: Family::default(),
             streams: Gauge::default(),
+            vad_inference: Histogram::new(exponential_buckets(0.000_025, 2.0, 12)),
+            vad_errors: Counter::default(),
         };
         registry.register(
             "stt_queue_depth",
@@ -60,7 +68,22 @@ impl SttMetrics {
         );
         registry.register("stt_utterances", "Utterances by outcome", metrics.utterances.clone());
         registry.register("stt_streams", "Open transcription streams", metrics.streams.clone());
+        registry.register(
+            "stt_vad_inference_seconds",
+            "Voice-activity model time per 32 ms chunk",
+            metrics.vad_inference.clone(),
+        );
+        registry.register(
+            "stt_vad_errors",
+            "Voice-activity model calls that failed",
+            metrics.vad_errors.clone(),
+        );
         metrics
+    }
+
+    /// Records one voice-activity model call.
+    pub fn vad_inference(&self, took: std::time::Duration) {
+        self.vad_inference.observe(took.as_secs_f64());
     }
 
     /// Counts an utterance's outcome.

@@ -10,10 +10,11 @@ use tokio::net::TcpListener;
 
 use blob_kit::admin::Readiness;
 
-use crate::config::Config;
+use crate::config::{Config, VadMode};
 use crate::engine::Engine;
 use crate::metrics::SttMetrics;
 use crate::service::SttService;
+use crate::silero::SileroVad;
 use crate::stream::StreamSettings;
 
 /// A built stt-service with its model loaded, listening but not yet serving.
@@ -48,8 +49,22 @@ impl Application {
             load_ms = started.elapsed().as_millis() as u64,
             "whisper model loaded"
         );
+        let vad = match config.vad.clone() {
+            VadMode::Energy => None,
+            VadMode::Silero { model, runtime } => {
+                let (sessions, vad_metrics) = (config.workers, metrics.clone());
+                let vad = tokio::task::spawn_blocking(move || {
+                    SileroVad::load(&runtime, &model, sessions, vad_metrics)
+                })
+                .await
+                .context("VAD loading task failed")??;
+                tracing::info!(?vad, "Silero VAD loaded");
+                Some(vad)
+            }
+        };
         let settings = StreamSettings {
             segmenter: config.segmenter.clone(),
+            vad,
             min_speech: config.min_speech,
             confidence_threshold: config.confidence_threshold,
             metrics,

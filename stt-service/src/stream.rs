@@ -17,7 +17,10 @@ use tracing::Instrument as _;
 
 use crate::engine::{Engine, TranscribeError};
 use crate::quality;
-use crate::vad::{SAMPLE_RATE, SegmentEvent, Segmenter, SegmenterConfig, Utterance, decode_pcm};
+use crate::silero::SileroVad;
+use crate::vad::{
+    Detector, SAMPLE_RATE, SegmentEvent, Segmenter, SegmenterConfig, Utterance, decode_pcm,
+};
 
 /// Largest audio chunk accepted in one message (1 s of audio).
 pub const MAX_CHUNK_BYTES: usize = (SAMPLE_RATE * 2) as usize;
@@ -29,6 +32,8 @@ const PENDING_UTTERANCES: usize = 4;
 pub struct StreamSettings {
     /// Segmentation.
     pub segmenter: SegmenterConfig,
+    /// The neural voice activity detector; `None` leaves it to the energy gate.
+    pub vad: Option<Arc<SileroVad>>,
     /// Shorter speech is rejected as `too_short`.
     pub min_speech: Duration,
     /// Lower confidence is rejected as `low_confidence`.
@@ -68,7 +73,9 @@ pub async fn run<S>(
         contexts.clone(),
     ));
 
-    let mut segmenter = Segmenter::new(settings.segmenter.clone());
+    let detector =
+        settings.vad.as_ref().map_or(Detector::Energy, |vad| Detector::Silero(vad.stream()));
+    let mut segmenter = Segmenter::new(settings.segmenter.clone(), detector);
     let mut found = Vec::new();
     let mut utterance_id = 0u32;
     let mut last_sequence: Option<u32> = None;
@@ -106,7 +113,15 @@ pub async fn run<S>(
                     tracing::debug!(sequence = chunk.sequence, "audio chunk out of order");
                 }
                 last_sequence = Some(chunk.sequence);
-                segmenter.push(&pcm, &mut found);
+                segmenter = match segment(segmenter, pcm, &mut found).await {
+                    Ok(segmenter) => segmenter,
+                    Err(status) => {
+                        let _ = events.send(Err(status)).await;
+                        drop(work_tx);
+                        worker.abort();
+                        return;
+                    }
+                };
             }
             Some(Message::Flush(_)) => segmenter.flush(&mut found),
             Some(Message::Context(context)) => {
@@ -127,7 +142,37 @@ pub async fn run<S>(
     segmenter.flush(&mut found);
     dispatch(&mut found, &mut utterance_id, &events, &work_tx).await;
     drop(work_tx);
-    let _ = worker.await;
+    // The queued utterances are still worth transcribing, unless the client stops listening.
+    let mut worker = worker;
+    tokio::select! {
+        _ = &mut worker => {}
+        () = events.closed() => worker.abort(),
+    }
+}
+
+/// Feeds audio to the segmenter; a neural detector runs on the blocking pool, since a second
+/// of audio is 31 model calls.
+async fn segment(
+    mut segmenter: Segmenter,
+    pcm: Vec<i16>,
+    found: &mut Vec<SegmentEvent>,
+) -> Result<Segmenter, Status> {
+    if !segmenter.is_neural() {
+        segmenter.push(&pcm, found);
+        return Ok(segmenter);
+    }
+    let mut events = std::mem::take(found);
+    let (segmenter, events) = tokio::task::spawn_blocking(move || {
+        segmenter.push(&pcm, &mut events);
+        (segmenter, events)
+    })
+    .await
+    .map_err(|err| {
+        tracing::error!(error = %err, "voice activity detection failed");
+        ErrorKind::Internal.status("voice activity detection failed")
+    })?;
+    *found = events;
+    Ok(segmenter)
 }
 
 async fn first_config<S>(inbound: &mut S) -> Result<pb::StreamConfig, Status>
@@ -237,7 +282,12 @@ async fn transcribe_in_order(
         if let Some(context) = contexts.take(utterance_id) {
             blob_kit::grpc::set_parent_from(&span, &context);
         }
-        match judge(&engine, &settings, utterance).instrument(span).await {
+        // A client that stops listening drops the transcription: its worker is freed at once.
+        let judged = tokio::select! {
+            judged = judge(&engine, &settings, utterance).instrument(span) => judged,
+            () = events.closed() => return,
+        };
+        match judged {
             Ok(event) => {
                 let event = TranscribeEvent { utterance_id, event: Some(event) };
                 if events.send(Ok(event)).await.is_err() {

@@ -1,23 +1,55 @@
 //! Voice activity detection and endpointing: cuts a stream of 16 kHz PCM into utterances.
 //!
-//! Each 20 ms frame is voiced when its RMS level reaches the energy threshold. Speech starts after
-//! a few voiced frames in a row (so a click doesn't count) and the utterance keeps a pre-roll of
-//! the audio before that, so the first syllable isn't clipped. It ends after a run of unvoiced
-//! frames as long as the silence setting, at the maximum length, or when the client flushes.
+//! The audio is judged in 32 ms frames. With the neural detector ([`Detector::Silero`]) a frame
+//! starts speech when Silero's speech probability reaches the threshold *and* its RMS level
+//! reaches the energy gate (so distant voices and a television stay out), and speech goes on
+//! while the probability stays above the threshold less a hysteresis margin, however quietly the
+//! child speaks. With the energy detector alone a frame is speech when its level reaches the gate.
+//!
+//! Speech starts after a few speech frames in a row (so a click doesn't count) and the utterance
+//! keeps a pre-roll of the audio before that, so the first syllable isn't clipped. It ends after
+//! a run of non-speech frames as long as the silence setting, at the maximum length, or when the
+//! client flushes.
 
 use std::collections::VecDeque;
 
+use crate::silero::{CHUNK_SAMPLES, SileroStream};
+
 /// Samples per second of the PCM the segmenter accepts.
 pub const SAMPLE_RATE: u32 = 16_000;
-/// Length of one analysis frame.
-pub const FRAME_MS: u32 = 20;
-const FRAME_SAMPLES: usize = (SAMPLE_RATE * FRAME_MS / 1000) as usize;
+/// Length of one analysis frame (Silero's chunk at 16 kHz).
+pub const FRAME_MS: u32 = 32;
+const FRAME_SAMPLES: usize = CHUNK_SAMPLES;
+/// How far below the start threshold the speech probability may fall while speech goes on.
+const HYSTERESIS: f32 = 0.15;
+/// Longest run of quiet speech (2 s) kept while waiting for a frame loud enough to start it.
+const MAX_ONSET_FRAMES: u32 = 2000 / FRAME_MS;
+
+/// What decides, frame by frame, whether the child is speaking.
+#[derive(Debug)]
+pub enum Detector {
+    /// The RMS energy gate alone.
+    Energy,
+    /// Silero VAD, with the energy gate on speech onsets.
+    Silero(SileroStream),
+}
+
+impl Detector {
+    /// Whether frames are judged by a model (worth running off the async runtime).
+    pub fn is_neural(&self) -> bool {
+        matches!(self, Self::Silero(_))
+    }
+}
 
 /// Segmenter settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmenterConfig {
-    /// `VAD_ENERGY_THRESHOLD` (default 500): RMS on the s16 scale at which a frame is voiced.
+    /// `VAD_ENERGY_THRESHOLD` (default 500): RMS on the s16 scale a frame needs to start speech
+    /// (with the energy detector alone, to be speech at all).
     pub energy_threshold: f32,
+    /// `VAD_THRESHOLD` (default 0.5): Silero speech probability that starts speech; speech goes
+    /// on down to 0.15 below it.
+    pub speech_threshold: f32,
     /// `VAD_SILENCE_MS` (default 800): unvoiced time that ends an utterance.
     pub silence_ms: u32,
     /// Audio kept from before the detected onset.
@@ -34,9 +66,10 @@ impl Default for SegmenterConfig {
     fn default() -> Self {
         Self {
             energy_threshold: 500.0,
+            speech_threshold: 0.5,
             silence_ms: 800,
             preroll_ms: 300,
-            onset_frames: 3,
+            onset_frames: 2,
             tail_ms: 200,
             max_utterance_ms: 15_000,
         }
@@ -83,14 +116,26 @@ pub struct Utterance {
 
 #[derive(Debug)]
 enum State {
-    Idle { voiced_run: u32 },
-    Speaking { silence_run_ms: u32, speech_frames: u32, voiced_energy: f64, voiced_frames: u32 },
+    /// `run` speech frames in a row so far (at most [`MAX_ONSET_FRAMES`] counted), `run_loud`
+    /// whether any reached the energy gate, `run_energy` their summed mean squares.
+    Idle {
+        run: u32,
+        run_loud: bool,
+        run_energy: f64,
+    },
+    Speaking {
+        silence_run_ms: u32,
+        speech_frames: u32,
+        voiced_energy: f64,
+        voiced_frames: u32,
+    },
 }
 
 /// Per-stream segmentation state. Allocates only when audio is kept.
 #[derive(Debug)]
 pub struct Segmenter {
     config: SegmenterConfig,
+    detector: Detector,
     /// Samples that don't yet fill a frame.
     partial: Vec<i16>,
     /// Recent audio while idle (pre-roll plus the onset frames).
@@ -104,15 +149,21 @@ pub struct Segmenter {
 
 impl Segmenter {
     /// A segmenter at the start of a stream.
-    pub fn new(config: SegmenterConfig) -> Self {
+    pub fn new(config: SegmenterConfig, detector: Detector) -> Self {
         Self {
             config,
+            detector,
             partial: Vec::with_capacity(FRAME_SAMPLES),
             history: VecDeque::new(),
             current: Vec::new(),
-            state: State::Idle { voiced_run: 0 },
+            state: State::Idle { run: 0, run_loud: false, run_energy: 0.0 },
             frames: 0,
         }
+    }
+
+    /// Whether frames are judged by a model (worth running off the async runtime).
+    pub fn is_neural(&self) -> bool {
+        self.detector.is_neural()
     }
 
     /// Whether an utterance is in progress.
@@ -153,19 +204,36 @@ impl Segmenter {
 
     fn frame(&mut self, frame: &[i16], out: &mut Vec<SegmentEvent>) {
         let energy = mean_square(frame);
-        let voiced = energy.sqrt() >= f64::from(self.config.energy_threshold);
+        let loud = energy.sqrt() >= f64::from(self.config.energy_threshold);
+        let probability = match &mut self.detector {
+            Detector::Energy => f32::from(u8::from(loud)),
+            // A failed model call (counted by the detector) falls back to the energy gate.
+            Detector::Silero(silero) => {
+                silero.probability(frame).unwrap_or(f32::from(u8::from(loud)))
+            }
+        };
         let frame_index = self.frames;
         self.frames += 1;
         match &mut self.state {
-            State::Idle { voiced_run } => {
-                *voiced_run = if voiced { *voiced_run + 1 } else { 0 };
-                let run = *voiced_run;
+            State::Idle { run, run_loud, run_energy } => {
+                // Speech starts with a run of speech frames of which at least one is loud enough:
+                // quiet speech counts from its real beginning once it proves loud enough.
+                if probability >= self.config.speech_threshold {
+                    if *run < MAX_ONSET_FRAMES {
+                        *run += 1;
+                        *run_energy += energy;
+                    }
+                    *run_loud |= loud;
+                } else {
+                    (*run, *run_loud, *run_energy) = (0, false, 0.0);
+                }
+                let (run, run_loud, run_energy) = (*run, *run_loud, *run_energy);
                 self.history.extend(frame.iter().copied());
                 let keep = self.preroll_samples() + run as usize * FRAME_SAMPLES;
                 while self.history.len() > keep {
                     self.history.pop_front();
                 }
-                if run >= self.config.onset_frames {
+                if run >= self.config.onset_frames && run_loud {
                     let onset_frame = frame_index + 1 - u64::from(run);
                     out.push(SegmentEvent::SpeechStarted {
                         offset_ms: onset_frame * u64::from(FRAME_MS),
@@ -175,14 +243,14 @@ impl Segmenter {
                     self.state = State::Speaking {
                         silence_run_ms: 0,
                         speech_frames: run,
-                        voiced_energy: energy * f64::from(run),
+                        voiced_energy: run_energy,
                         voiced_frames: run,
                     };
                 }
             }
             State::Speaking { silence_run_ms, speech_frames, voiced_energy, voiced_frames } => {
                 self.current.extend_from_slice(frame);
-                if voiced {
+                if probability >= self.config.speech_threshold - HYSTERESIS {
                     *speech_frames += 1 + *silence_run_ms / FRAME_MS;
                     *silence_run_ms = 0;
                     *voiced_energy += energy;
@@ -220,7 +288,7 @@ impl Segmenter {
             rms,
         }));
         self.history.clear();
-        self.state = State::Idle { voiced_run: 0 };
+        self.state = State::Idle { run: 0, run_loud: false, run_energy: 0.0 };
     }
 
     fn preroll_samples(&self) -> usize {
@@ -254,6 +322,10 @@ mod tests {
             .collect()
     }
 
+    fn energy(config: SegmenterConfig) -> Segmenter {
+        Segmenter::new(config, Detector::Energy)
+    }
+
     fn run(segmenter: &mut Segmenter, pcm: &[i16], chunk: usize) -> Vec<SegmentEvent> {
         let mut out = Vec::new();
         for piece in pcm.chunks(chunk) {
@@ -264,30 +336,33 @@ mod tests {
 
     #[test]
     fn speech_then_silence_makes_one_utterance_whatever_the_chunking() {
-        let mut pcm = tone(500, 0.0);
-        pcm.extend(tone(1500, 8000.0));
-        pcm.extend(tone(1000, 0.0));
+        // 16 frames of silence, 47 of tone, 32 of silence.
+        let mut pcm = tone(512, 0.0);
+        pcm.extend(tone(1504, 8000.0));
+        pcm.extend(tone(1024, 0.0));
         for chunk in [1, 7, 320, 1000, 1600] {
-            let mut segmenter = Segmenter::new(SegmenterConfig::default());
+            let mut segmenter = energy(SegmenterConfig::default());
             let events = run(&mut segmenter, &pcm, chunk);
             assert_eq!(events.len(), 2, "chunk {chunk}: {events:?}");
-            assert_eq!(events[0], SegmentEvent::SpeechStarted { offset_ms: 500 });
+            assert_eq!(events[0], SegmentEvent::SpeechStarted { offset_ms: 512 });
             let SegmentEvent::Utterance(u) = &events[1] else { panic!("no utterance") };
             assert_eq!(u.reason, EndReason::Silence);
-            assert_eq!(u.speech_ms, 1500, "chunk {chunk}");
-            // Pre-roll 300 ms + speech 1500 ms + tail 200 ms.
-            assert_eq!(u.samples.len(), 2000 * 16, "chunk {chunk}");
+            assert_eq!(u.speech_ms, 1504, "chunk {chunk}");
+            // Pre-roll 300 ms + speech 1504 ms + a tail of 7 frames (224 ms).
+            assert_eq!(u.samples.len(), (300 + 1504 + 224) * 16, "chunk {chunk}");
+            // Ends when 25 frames (800 ms) of silence have passed.
+            assert_eq!(u.end_offset_ms, 512 + 1504 + 800);
             assert!(u.rms > 5000.0);
         }
     }
 
     #[test]
     fn short_pauses_do_not_split_an_utterance() {
-        let mut pcm = tone(600, 8000.0);
-        pcm.extend(tone(500, 0.0));
-        pcm.extend(tone(600, 8000.0));
-        pcm.extend(tone(900, 0.0));
-        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        let mut pcm = tone(608, 8000.0);
+        pcm.extend(tone(512, 0.0));
+        pcm.extend(tone(608, 8000.0));
+        pcm.extend(tone(960, 0.0));
+        let mut segmenter = energy(SegmenterConfig::default());
         let events = run(&mut segmenter, &pcm, 640);
         let utterances: Vec<_> =
             events.iter().filter(|e| matches!(e, SegmentEvent::Utterance(_))).collect();
@@ -297,16 +372,17 @@ mod tests {
     #[test]
     fn quiet_audio_and_clicks_are_not_speech() {
         let mut pcm = tone(2000, 200.0);
-        pcm.extend(tone(40, 9000.0));
+        // A click within one frame.
+        pcm.extend(tone(10, 9000.0));
         pcm.extend(tone(2000, 0.0));
-        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        let mut segmenter = energy(SegmenterConfig::default());
         assert!(run(&mut segmenter, &pcm, 320).is_empty());
     }
 
     #[test]
     fn long_speech_is_cut_at_the_maximum() {
         let config = SegmenterConfig { max_utterance_ms: 2000, ..SegmenterConfig::default() };
-        let mut segmenter = Segmenter::new(config);
+        let mut segmenter = energy(config);
         let events = run(&mut segmenter, &tone(5000, 8000.0), 320);
         let cuts = events
             .iter()
@@ -318,7 +394,7 @@ mod tests {
 
     #[test]
     fn flush_ends_the_utterance_in_progress() {
-        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        let mut segmenter = energy(SegmenterConfig::default());
         let mut events = run(&mut segmenter, &tone(1210, 8000.0), 500);
         segmenter.flush(&mut events);
         let Some(SegmentEvent::Utterance(u)) = events.last() else { panic!("{events:?}") };

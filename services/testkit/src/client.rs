@@ -215,6 +215,24 @@ impl VoiceSocket {
         }
     }
 
+    /// Waits for a message that satisfies `wanted`, keeping the others in `received`; `None`
+    /// when the socket closes or the deadline passes first.
+    pub async fn wait_until(
+        &mut self,
+        deadline: Duration,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_json_within(left).await? {
+                Ok(message) if wanted(&message) => return Some(message),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// The close code the server sends next (skipping other messages).
     pub async fn close_code(&mut self, deadline: Duration) -> Option<u16> {
         loop {

@@ -53,6 +53,21 @@ pub fn local_llm_model() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The Silero VAD model (`make model`).
+pub const SILERO_VAD_FILE: &str = "silero_vad.onnx";
+/// The Smart Turn end-of-turn model (`make model`).
+pub const SMART_TURN_FILE: &str = "smart-turn-v3.2-cpu.onnx";
+/// ONNX Runtime's shared library (`make model`).
+pub const ONNX_RUNTIME_FILE: &str = "libonnxruntime.so.1.31.1";
+
+/// One of the ONNX files `make model` puts in `models/` (see the constants above); panics with
+/// the fix when it is missing.
+pub fn onnx_file(file: &str) -> PathBuf {
+    let path = workspace_root().join("models").join(file);
+    assert!(path.is_file(), "{} is missing: run `make model`", path.display());
+    path
+}
+
 /// A speech clip from the test audio sets (`test-audio/utt1.wav`, or a `speech/` clip).
 pub fn speech_clip(relative: &str) -> PathBuf {
     let root = workspace_root();

@@ -140,6 +140,14 @@ impl Stack {
                         ("STT_GRPC_ADDR", format!("127.0.0.1:{stt_port}")),
                         admin("stt-service"),
                         ("WHISPER_MODEL_PATH", model.display().to_string()),
+                        (
+                            "VAD_MODEL_PATH",
+                            paths::onnx_file(paths::SILERO_VAD_FILE).display().to_string(),
+                        ),
+                        (
+                            "ORT_DYLIB_PATH",
+                            paths::onnx_file(paths::ONNX_RUNTIME_FILE).display().to_string(),
+                        ),
                         ("STT_WORKERS", "2".to_owned()),
                     ],
                     "stt-service",
