@@ -164,6 +164,27 @@ impl Engine {
         let started = Instant::now();
         let audio: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
         let seconds = audio.len() as f32 / 16_000.0;
+        let window = audio_ctx(seconds);
+        let mut transcript = self.decode(state, &audio, window, cancelled)?;
+        // A window sized to the clip occasionally sends the decoder round a loop; the full
+        // window almost never does, and costs more only for the clips that need it.
+        if window < FULL_AUDIO_CTX && crate::quality::is_loop(&transcript.text) {
+            tracing::info!(audio_ctx = window, "decoder loop; decoding again with the full window");
+            self.metrics.loop_retries.inc();
+            transcript = self.decode(state, &audio, FULL_AUDIO_CTX, cancelled)?;
+        }
+        transcript.inference_ms = started.elapsed().as_millis() as u32;
+        Ok(transcript)
+    }
+
+    fn decode(
+        &self,
+        state: &mut WhisperState,
+        audio: &[f32],
+        window: usize,
+        cancelled: &Arc<AtomicBool>,
+    ) -> anyhow::Result<Transcript> {
+        let seconds = audio.len() as f32 / 16_000.0;
 
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(self.threads as i32);
@@ -178,7 +199,7 @@ impl Engine {
         params.set_suppress_blank(true);
         params.set_temperature(0.0);
         params.set_temperature_inc(0.0);
-        params.set_audio_ctx(audio_ctx(seconds) as i32);
+        params.set_audio_ctx(window as i32);
         params.set_max_tokens((seconds * MAX_TOKENS_PER_SECOND).ceil() as i32 + 8);
         if self.language == "auto" {
             params.set_language(Some("auto"));
@@ -187,7 +208,7 @@ impl Engine {
         }
 
         abort::install(&mut params, cancelled);
-        state.full(params, &audio).context("whisper inference failed")?;
+        state.full(params, audio).context("whisper inference failed")?;
 
         let eot = self.context.token_eot();
         let mut text = String::new();
@@ -222,7 +243,8 @@ impl Engine {
             },
             no_speech,
             language,
-            inference_ms: started.elapsed().as_millis() as u32,
+            // Set by the caller, over every decoding of the clip.
+            inference_ms: 0,
         })
     }
 }

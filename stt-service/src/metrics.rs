@@ -31,6 +31,8 @@ pub struct SttMetrics {
     pub vad_inference: Histogram,
     /// Voice-activity model calls that failed (the energy gate decided those chunks).
     pub vad_errors: Counter,
+    /// Clips decoded again with the full window after a decoder loop.
+    pub loop_retries: Counter,
 }
 
 impl SttMetrics {
@@ -45,6 +47,7 @@ impl SttMetrics {
             streams: Gauge::default(),
             vad_inference: Histogram::new(exponential_buckets(0.000_025, 2.0, 12)),
             vad_errors: Counter::default(),
+            loop_retries: Counter::default(),
         };
         registry.register(
             "stt_queue_depth",
@@ -77,6 +80,11 @@ impl SttMetrics {
             "stt_vad_errors",
             "Voice-activity model calls that failed",
             metrics.vad_errors.clone(),
+        );
+        registry.register(
+            "stt_loop_retries",
+            "Clips decoded again with the full window after a decoder loop",
+            metrics.loop_retries.clone(),
         );
         metrics
     }
