@@ -97,8 +97,9 @@ Blob is running.
   Logs          $run_dir/logs/
 
 Try a turn (in another terminal, from $root):
-  TOKEN=\$($bin/gateway dev-token --email parent@example.com)
-  cargo run -q -p blob-testkit --example talk -- --firebase-token "\$TOKEN" --wav $speech
+  $bin/blob login --email parent@example.com --gateway http://$gateway_addr
+  $bin/blob talk --wav $speech --child Mia
+  $bin/blob talk --wav $speech --child Mia     # again: the same conversation continues
 
 Press Ctrl-C to stop.
 INFO

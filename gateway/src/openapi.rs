@@ -28,6 +28,7 @@ use crate::routes;
     ),
     paths(
         routes::auth::token_exchange,
+        routes::auth::local_sign_in,
         routes::auth::refresh,
         routes::users::get_me,
         routes::users::update_me,
@@ -246,7 +247,7 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 25);
+        assert_eq!(operations, 26);
         let codes = doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap();
         assert_eq!(codes.len(), ERROR_CODES.len(), "every code is described once");
         for (code, _, _) in ERROR_CODES {

@@ -164,6 +164,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/token-exchange", post(routes::auth::token_exchange))
         .route("/auth/refresh", post(routes::auth::refresh))
+        .route("/auth/local-sign-in", post(routes::auth::local_sign_in))
         .route("/users/me", get(routes::users::get_me).patch(routes::users::update_me))
         .route(
             "/children",

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{auth_error, permission_name};
 use crate::auth::backend::ChildClaim;
-use crate::envelope::{ApiError, ApiJson, ApiOk};
+use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode};
 use crate::state::AppState;
 
 /// The request body.
@@ -78,7 +78,74 @@ pub async fn token_exchange(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenExchangeRequest>,
 ) -> Result<ApiOk<TokenExchangeResponse>, ApiError> {
-    let identity = state.firebase.verify(body.firebase_token.trim()).await.map_err(auth_error)?;
+    exchange(&state, body.firebase_token.trim()).await
+}
+
+/// `POST /api/v1/auth/local-sign-in` request body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSignInRequest {
+    /// The parent's email; the same email is always the same account.
+    pub email: String,
+    /// Display name (default "Local Parent").
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// Signs a parent in by email alone, for trying Blob on a local stack (the CLI and the browser
+/// console use it). Only a gateway with `AUTH_PROVIDER=local` (a `demo-*` project) has it; any
+/// other answers `NOT_FOUND`. The token comes from the local development issuer and takes the
+/// same path as a Firebase token through the exchange.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/local-sign-in",
+    tag = "auth",
+    summary = "Local mode only: sign in by email and get a backend token",
+    request_body = LocalSignInRequest,
+    responses(
+        (status = 200, description = "The backend token, the user and their children", body = TokenExchangeResponse),
+        (status = 400, description = "VALIDATION_ERROR: email (details.field)"),
+        (status = 404, description = "NOT_FOUND: the gateway is not in local mode"),
+        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
+        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn local_sign_in(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LocalSignInRequest>,
+) -> Result<ApiOk<TokenExchangeResponse>, ApiError> {
+    if state.config.auth_provider != crate::config::AuthProvider::Local {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such endpoint"));
+    }
+    let email = body.email.trim();
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+    if !valid {
+        return Err(ApiError::validation("email", "email must be an email address"));
+    }
+    let name = body.display_name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let id_token = crate::auth::dev::id_token(
+        &state.config.firebase_project_id,
+        email,
+        name.unwrap_or("Local Parent"),
+    )
+    .map_err(|err| {
+        tracing::error!(error = %format!("{err:#}"), "signing a local token");
+        ApiError::new(ErrorCode::Internal, "could not sign in")
+    })?;
+    exchange(&state, &id_token).await
+}
+
+/// Verifies a Firebase-format ID token, gets or creates the user, and issues the backend token.
+async fn exchange(
+    state: &AppState,
+    firebase_token: &str,
+) -> Result<ApiOk<TokenExchangeResponse>, ApiError> {
+    let identity = state.firebase.verify(firebase_token).await.map_err(auth_error)?;
     tracing::Span::current().record("user_id", identity.uid.as_str());
     let mut sessions = state.sessions.clone();
     let user = sessions

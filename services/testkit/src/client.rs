@@ -299,15 +299,9 @@ impl VoiceSocket {
     }
 }
 
-/// A v4 audio frame: `0xB1 0x04`, u32 LE sequence, 16-byte thread id, PCM. Written here
-/// independently of the gateway's parser, so the tests check the documented layout itself.
-pub fn encode_frame(sequence: u32, thread: uuid::Uuid, pcm: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0xB1, 0x04];
-    frame.extend_from_slice(&sequence.to_le_bytes());
-    frame.extend_from_slice(thread.as_bytes());
-    frame.extend_from_slice(pcm);
-    frame
-}
+/// A v4 audio frame, as the client library writes it (independently of the gateway's parser, so
+/// the tests check the documented layout itself).
+pub use blob_client::encode_frame;
 
 /// Lower-case words only, for comparing transcripts.
 pub use blob_kit::sentences::normalise as normalize;

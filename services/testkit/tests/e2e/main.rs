@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod cli;
 mod cold_store;
 mod contract;
 mod health;

@@ -1,0 +1,226 @@
+//! One voice socket: audio up as v4 frames, typed messages down.
+
+use std::time::Duration;
+
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::api::{Client, Error};
+use crate::audio::pcm_bytes;
+use crate::event::{Event, Message};
+
+/// A v4 audio frame: `0xB1 0x04`, u32 LE sequence, the 16-byte thread id, s16le PCM.
+pub fn encode_frame(sequence: u32, thread: uuid::Uuid, pcm: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(22 + pcm.len());
+    frame.extend_from_slice(&[0xB1, 0x04]);
+    frame.extend_from_slice(&sequence.to_le_bytes());
+    frame.extend_from_slice(thread.as_bytes());
+    frame.extend_from_slice(pcm);
+    frame
+}
+
+/// What [`Voice::next`] got.
+#[derive(Debug, Clone)]
+pub enum Received {
+    /// A server message (pings are answered, and replayed duplicates skipped, before this).
+    Message(Box<Message>),
+    /// The socket closed, with the server's close code if it sent one.
+    Closed(Option<u16>),
+}
+
+/// How [`Voice::send_audio`] paces its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// One frame per frame length, like a microphone.
+    RealTime,
+    /// As fast as the socket takes them.
+    Fast,
+}
+
+/// One connected voice socket.
+pub struct Voice {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    thread: uuid::Uuid,
+    sequence: u32,
+    last_seq: Option<u64>,
+}
+
+impl std::fmt::Debug for Voice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Voice")
+            .field("thread", &self.thread)
+            .field("sequence", &self.sequence)
+            .field("last_seq", &self.last_seq)
+            .finish()
+    }
+}
+
+impl Voice {
+    /// Connects to a session's voice socket; `last_seq` (the highest `meta.seq` processed on an
+    /// earlier socket) asks for the messages missed since.
+    pub async fn connect(
+        client: &Client,
+        session_id: &str,
+        last_seq: Option<u64>,
+    ) -> Result<Self, Error> {
+        let mut voice = Self::connect_url(&client.voice_url(session_id, last_seq)?).await?;
+        voice.last_seq = last_seq;
+        Ok(voice)
+    }
+
+    /// Connects to a full voice socket URL (query included).
+    pub async fn connect_url(url: &str) -> Result<Self, Error> {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.map_err(Box::new)?;
+        Ok(Self { socket, thread: uuid::Uuid::new_v4(), sequence: 0, last_seq: None })
+    }
+
+    /// The highest `meta.seq` received: reconnect with it to miss nothing.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// Sends PCM as the next v4 frame of this socket's thread.
+    pub async fn send_pcm(&mut self, samples: &[i16]) -> Result<(), Error> {
+        let frame = encode_frame(self.sequence, self.thread, &pcm_bytes(samples));
+        self.sequence = self.sequence.wrapping_add(1);
+        self.send_frame(Frame::Binary(frame.into())).await
+    }
+
+    /// Sends `samples` in frames of `frame_ms`, paced as asked, handing every message that
+    /// arrives meanwhile to `on_message`. Stops early if the socket closes (returning the code).
+    pub async fn send_audio(
+        &mut self,
+        samples: &[i16],
+        frame_ms: usize,
+        pace: Pace,
+        mut on_message: impl FnMut(&Message),
+    ) -> Result<Option<Option<u16>>, Error> {
+        let started = tokio::time::Instant::now();
+        for (i, frame) in samples.chunks(frame_ms.max(1) * 16).enumerate() {
+            self.send_pcm(frame).await?;
+            let due = started + Duration::from_millis(((i + 1) * frame_ms) as u64);
+            loop {
+                let wait = match pace {
+                    Pace::RealTime => due.saturating_duration_since(tokio::time::Instant::now()),
+                    Pace::Fast => Duration::ZERO,
+                };
+                match self.next(wait).await? {
+                    Some(Received::Message(message)) => on_message(&message),
+                    Some(Received::Closed(code)) => return Ok(Some(code)),
+                    None => break,
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends a JSON request (`ping`, `pause`, `resume`, `playback.progress`).
+    pub async fn request(&mut self, action: &str, payload: Value) -> Result<(), Error> {
+        let message = json!({
+            "type": "request", "action": action, "payload": payload,
+            "meta": { "request_id": uuid::Uuid::new_v4().to_string() },
+        });
+        self.send_frame(Frame::Text(message.to_string().into())).await
+    }
+
+    /// Pauses the session: no recognition or reply until [`Voice::resume`].
+    pub async fn pause(&mut self) -> Result<(), Error> {
+        self.request("pause", json!({})).await
+    }
+
+    /// Resumes a paused session.
+    pub async fn resume(&mut self) -> Result<(), Error> {
+        self.request("resume", json!({})).await
+    }
+
+    /// The next server message within `deadline` (`None` when nothing came). Answers the
+    /// server's pings and skips replayed messages already seen.
+    pub async fn next(&mut self, deadline: Duration) -> Result<Option<Received>, Error> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let Ok(frame) = tokio::time::timeout_at(until, self.socket.next()).await else {
+                return Ok(None);
+            };
+            let text = match frame {
+                Some(Ok(Frame::Text(text))) => text,
+                Some(Ok(Frame::Close(close))) => {
+                    return Ok(Some(Received::Closed(close.map(|c| u16::from(c.code)))));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(Some(Received::Closed(None))),
+            };
+            let raw: Value = serde_json::from_str(&text).map_err(|err| {
+                Error::Protocol(format!("a text message that is not JSON: {err}"))
+            })?;
+            let message = Message::parse(raw.clone())
+                .ok_or_else(|| Error::Protocol(format!("not the message envelope: {raw}")))?;
+            if let Some(seq) = message.seq {
+                if self.last_seq.is_some_and(|last| seq <= last) {
+                    continue;
+                }
+                self.last_seq = Some(seq);
+            }
+            if message.event == Event::Ping {
+                self.request("pong", json!({})).await?;
+            }
+            return Ok(Some(Received::Message(Box::new(message))));
+        }
+    }
+
+    /// Waits for a message that satisfies `wanted`, handing the others to `on_other`; `None`
+    /// when the deadline passes, `Err` with the close code when the socket closes first.
+    pub async fn wait_for(
+        &mut self,
+        deadline: Duration,
+        wanted: impl Fn(&Event) -> bool,
+        mut on_other: impl FnMut(&Message),
+    ) -> Result<Option<Message>, Error> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await? {
+                None => return Ok(None),
+                Some(Received::Closed(code)) => {
+                    return Err(Error::Protocol(format!("socket closed ({code:?})")));
+                }
+                Some(Received::Message(message)) if wanted(&message.event) => {
+                    return Ok(Some(*message));
+                }
+                Some(Received::Message(message)) => on_other(&message),
+            }
+        }
+    }
+
+    /// Closes the socket normally (the session ends only by `POST …/end`; a closed socket
+    /// leaves it suspended, to continue later).
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.socket.close(None).await.map_err(Box::new)?;
+        // Drain to the server's close.
+        while let Ok(Some(Ok(_))) =
+            tokio::time::timeout(Duration::from_secs(5), self.socket.next()).await
+        {}
+        Ok(())
+    }
+
+    async fn send_frame(&mut self, frame: Frame) -> Result<(), Error> {
+        self.socket.send(frame).await.map_err(|err| Error::Socket(Box::new(err)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_follow_the_documented_layout() {
+        let thread = uuid::Uuid::from_bytes([7; 16]);
+        let frame = encode_frame(258, thread, &[1, 0, 255, 255]);
+        assert_eq!(&frame[..2], &[0xB1, 0x04]);
+        assert_eq!(&frame[2..6], &[2, 1, 0, 0]);
+        assert_eq!(&frame[6..22], &[7; 16]);
+        assert_eq!(&frame[22..], &[1, 0, 255, 255]);
+    }
+}

@@ -1,0 +1,101 @@
+//! The `blob` command line and local sign-in, against the real stack.
+
+use blob_testkit::TempDir;
+use blob_testkit::client::Api;
+use blob_testkit::paths::{binary, speech_clip};
+use blob_testkit::stack::{Stack, StackOptions};
+use reqwest::Method;
+use serde_json::json;
+
+fn local_mode() -> StackOptions {
+    StackOptions {
+        extra_env: vec![
+            ("gateway", "AUTH_PROVIDER", "local".to_owned()),
+            ("gateway", "FIREBASE_PROJECT_ID", "demo-blob-e2e".to_owned()),
+        ],
+        ..StackOptions::default()
+    }
+}
+
+/// Runs `blob ARGS…` with its state in `dir`; returns stdout, panicking with both streams on
+/// failure.
+async fn blob(stack: &Stack, dir: &TempDir, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(binary("blob"))
+        .args(args)
+        .env("BLOB_GATEWAY", stack.http_url())
+        .env("BLOB_CLI_STATE", dir.path().join("cli.json"))
+        .output()
+        .await
+        .expect("blob runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "blob {args:?} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_talks_to_blob_and_the_next_run_continues_the_conversation() {
+    let stack = Stack::start(local_mode()).await;
+    let dir = TempDir::new("blob-cli");
+    let login = blob(&stack, &dir, &["login", "--email", "parent@example.com"]).await;
+    assert!(login.contains("signed in as parent@example.com (0 children)"), "{login}");
+    let added = blob(&stack, &dir, &["child", "add", "Noa", "--grade", "0"]).await;
+    assert!(added.trim_end().ends_with("Noa (grade 0)"), "{added}");
+
+    let wav = speech_clip("test-audio/utt2.wav");
+    let wav = wav.to_str().unwrap();
+    let first = blob(&stack, &dir, &["talk", "--wav", wav, "--child", "Noa", "--fast"]).await;
+    assert!(first.contains("(created)") && first.contains("new session"), "{first}");
+    assert!(first.contains(r#"heard: "Why is the sky blue?""#), "{first}");
+    let heard = first.find("heard:").unwrap();
+    let reply = first.find("Blob: ").expect("Blob's reply");
+    assert!(heard < reply && first[heard..].contains("after the last word"), "{first}");
+
+    // A later run, as after closing the app: the same conversation, nothing signed in again.
+    let second = blob(&stack, &dir, &["talk", "--wav", wav, "--child", "Noa", "--fast"]).await;
+    assert!(second.contains("(resumed)"), "{second}");
+    assert!(second.contains("session resumed (reconnected): 1 exchanges so far"), "{second}");
+    let conversation = |out: &str| {
+        out.lines().next().and_then(|l| l.rsplit_once("conversation ")).map(|(_, c)| c.to_owned())
+    };
+    assert_eq!(conversation(&first), conversation(&second));
+
+    let shown = blob(&stack, &dir, &["session", "show", "--child", "Noa"]).await;
+    assert!(shown.contains("\"state\": \"suspended\""), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_sign_in_exists_only_in_local_mode_and_checks_the_email() {
+    let firebase = Stack::start(StackOptions::default()).await;
+    let api = Api::new(&firebase.http_url());
+    let body = json!({"email": "parent@example.com"});
+    let response =
+        api.call(Method::POST, "/api/v1/auth/local-sign-in", None, Some(body.clone())).await;
+    assert_eq!((response.status, response.error_code()), (404, "NOT_FOUND"), "{:?}", response.body);
+    drop(firebase);
+
+    let local = Stack::start(local_mode()).await;
+    let api = Api::new(&local.http_url());
+    let response = api.call(Method::POST, "/api/v1/auth/local-sign-in", None, Some(body)).await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    let data = response.data();
+    assert!(data["token"].as_str().is_some_and(|t| t.len() > 20), "{data}");
+    assert_eq!(data["user"]["email"], "parent@example.com");
+    // The same email is the same account.
+    let again = api
+        .call(
+            Method::POST,
+            "/api/v1/auth/local-sign-in",
+            None,
+            Some(json!({"email": "Parent@Example.com"})),
+        )
+        .await;
+    assert_eq!(again.data()["user"]["uid"], data["user"]["uid"]);
+    let bad = api
+        .call(Method::POST, "/api/v1/auth/local-sign-in", None, Some(json!({"email": "nobody"})))
+        .await;
+    assert_eq!((bad.status, bad.error_code()), (400, "VALIDATION_ERROR"));
+    assert_eq!(bad.body["error"]["details"]["field"], "email");
+}
