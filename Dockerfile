@@ -46,6 +46,7 @@ COPY gateway/ gateway/
 COPY stt-service/ stt-service/
 COPY llm-service/ llm-service/
 COPY session-service/ session-service/
+COPY clients/ clients/
 
 # The registry and the target directory are BuildKit cache mounts: a rebuild after a source
 # change recompiles only our own crates, not the dependencies (whisper.cpp included). A cache

@@ -90,6 +90,7 @@ cat <<INFO
 Blob is running.
   REST API      http://$gateway_addr/api/v1   (health: http://$gateway_addr/health)
   Voice socket  ws://$gateway_addr/ws/voice
+  Console       http://$gateway_addr/console   (talk to Blob with the microphone)
   gRPC          stt-service 127.0.0.1:50051, llm-service 127.0.0.1:50052, session-service 127.0.0.1:50053
   Sign-in       $AUTH_PROVIDER      Replies: $llm_mode
   Redis         $REDIS_URL

@@ -47,6 +47,8 @@ pub struct Config {
     pub llm_service_url: String,
     /// `AUTH_PROVIDER`.
     pub auth_provider: AuthProvider,
+    /// `CONSOLE_ENABLED` (default: on in local mode only): the browser console at `/console`.
+    pub console_enabled: bool,
     /// `FIREBASE_PROJECT_ID`.
     pub firebase_project_id: String,
     /// `FIREBASE_CERTS_URL`.
@@ -143,6 +145,7 @@ impl Config {
                 }
             };
         let local = auth_provider == AuthProvider::Local;
+        let console_enabled = env.parse("CONSOLE_ENABLED", local);
         let firebase_project_id = match env.optional("FIREBASE_PROJECT_ID") {
             Some(id) => id,
             None if local => LOCAL_PROJECT_ID.to_owned(),
@@ -252,6 +255,7 @@ impl Config {
             stt_service_url,
             llm_service_url,
             auth_provider,
+            console_enabled,
             firebase_project_id,
             firebase_certs_url,
             firebase_auth_emulator,

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod envelope;
 pub mod limits;
 pub mod metrics;

@@ -201,6 +201,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health/services", get(routes::health::services))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/docs", get(crate::openapi::docs_page))
+        .route("/console", get(crate::console::page))
+        .route("/console/{file}", get(crate::console::asset))
         .route("/ws/voice", get(voice_socket))
         .nest("/api/v1", api)
         .fallback(envelope::not_found)

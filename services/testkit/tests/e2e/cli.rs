@@ -74,6 +74,9 @@ async fn local_sign_in_exists_only_in_local_mode_and_checks_the_email() {
     let response =
         api.call(Method::POST, "/api/v1/auth/local-sign-in", None, Some(body.clone())).await;
     assert_eq!((response.status, response.error_code()), (404, "NOT_FOUND"), "{:?}", response.body);
+    // The browser console is off outside local mode too (CONSOLE_ENABLED's default).
+    let console = api.call(Method::GET, "/console", None, None).await;
+    assert_eq!((console.status, console.error_code()), (404, "NOT_FOUND"));
     drop(firebase);
 
     let local = Stack::start(local_mode()).await;
@@ -98,4 +101,59 @@ async fn local_sign_in_exists_only_in_local_mode_and_checks_the_email() {
         .await;
     assert_eq!((bad.status, bad.error_code()), (400, "VALIDATION_ERROR"));
     assert_eq!(bad.body["error"]["details"]["field"], "email");
+}
+
+/// The browser console in headless Chromium (playwright-core), the microphone faked from a real
+/// speech WAV: sign in, add a child, hold to talk, see what Blob heard and answered, reconnect and
+/// see the conversation resume. The screenshot is kept in `target/test-artifacts/console.png`.
+/// Needs `chromium` (apt) and `npm ci` in `services/testkit/browser` (`.ci/run` does both):
+/// without them the test prints a SKIPPED line, unless `BLOB_REQUIRE_BROWSER` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_console_talks_to_blob() {
+    let root = blob_testkit::paths::workspace_root();
+    let driver = root.join("services/testkit/browser");
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = std::path::Path::new(&chromium).is_file()
+        && driver.join("node_modules/playwright-core").is_dir();
+    if !ready {
+        assert!(
+            std::env::var_os("BLOB_REQUIRE_BROWSER").is_none(),
+            "BLOB_REQUIRE_BROWSER is set but {chromium} or {}/node_modules is missing",
+            driver.display()
+        );
+        println!("SKIPPED the_browser_console_talks_to_blob: no chromium or playwright-core");
+        return;
+    }
+    let stack = Stack::start(local_mode()).await;
+    let artifacts = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("console.png");
+    let _ = std::fs::remove_file(&screenshot);
+    // Real speech, so that it sounds like a microphone: "Go forward ten meters."
+    // Chromium's fake capture reads the file by an absolute path without `..` (else: silence).
+    let wav = speech_clip("speech/ps_goforward.wav").canonicalize().unwrap();
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg(driver.join("console.mjs"))
+            .arg(stack.http_url())
+            .arg(&wav)
+            .arg(&screenshot)
+            .env("CHROMIUM_PATH", &chromium)
+            .output(),
+    )
+    .await
+    .expect("the browser run finishes")
+    .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "the console run failed:\n{stdout}\n{stderr}");
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON summary");
+    let heard = blob_testkit::client::normalize(result["transcript"].as_str().unwrap());
+    assert!(heard.starts_with("go forward"), "{result}");
+    assert!(!result["reply"].as_str().unwrap().is_empty(), "{result}");
+    assert_eq!(result["pageErrors"], serde_json::json!([]), "{result}");
+    assert!(screenshot.is_file(), "no screenshot at {}", screenshot.display());
 }
