@@ -51,6 +51,8 @@ struct Shared {
     abandoned: usize,
     /// Access tokens granted.
     token_requests: usize,
+    /// Wait before the first chunk of every streamed reply (a model's time to first token).
+    first_token_delay: std::time::Duration,
 }
 
 /// The running fake.
@@ -65,6 +67,12 @@ pub const DEFAULT_REPLY: &str =
     "Once upon a time, a friendly dragon learned to share. What should the dragon do next?";
 
 impl FakeGemini {
+    /// Makes every streamed reply wait `delay` before its first chunk, like a model's time to
+    /// first token.
+    pub fn set_first_token_delay(&self, delay: std::time::Duration) {
+        self.shared.lock().expect("fake state").first_token_delay = delay;
+    }
+
     /// Starts the fake on a free port.
     pub async fn start() -> Self {
         let shared = Arc::new(Mutex::new(Shared::default()));
@@ -245,6 +253,10 @@ async fn respond(
             axum::Json(chunk(&chunks.concat(), Some("STOP"), &model)).into_response()
         }
         "streamGenerateContent" if query.get("alt").map(String::as_str) == Some("sse") => {
+            let first_token_delay = shared.lock().expect("fake state").first_token_delay;
+            if !first_token_delay.is_zero() {
+                tokio::time::sleep(first_token_delay).await;
+            }
             let count = chunks.len();
             let guard = AbandonGuard { shared: Arc::clone(&shared), complete: false };
             let events = futures::stream::unfold((0usize, guard), move |(i, guard)| {

@@ -1,0 +1,174 @@
+//! Turn latency, end to end: the real stack (gateway, session-service with its own Redis, the
+//! stt-service with whisper base q8_0 and Silero VAD), and the local Gemini fake answering with a
+//! fixed 300 ms to its first token. 2–3 s utterances are streamed in real time, 20 ms frames,
+//! then silence as a microphone would send, and each turn is timed from the last frame of speech:
+//!
+//! - `endpoint`: to `conversation.state TRANSCRIBING` (the recogniser's end-of-speech silence)
+//! - `transcript`: to `stt_result`
+//! - `first sentence`: to the first `ai_response.chunk`
+//! - `reply`: to `ai_response`
+//!
+//! `our overhead` is the time to the first sentence minus the endpoint silence, minus whisper's
+//! inference for the utterance (from the stt-service's metrics) and minus the fake's 300 ms:
+//! what the gateway, gRPC, the session-service and the llm-service add.
+//!
+//! ```text
+//! cargo run --release -p blob-testkit --example bench_turn -- [TURNS]
+//! ```
+
+use std::time::{Duration, Instant};
+
+use blob_client::voice::Received;
+use blob_client::{Client, Event, Voice};
+use blob_testkit::audio::read_wav;
+use blob_testkit::paths::speech_clip;
+use blob_testkit::stack::{Stack, StackOptions};
+
+/// Utterances of 2–3 s: three real recordings and two espeak ones.
+const CLIPS: [&str; 5] = [
+    "speech/ps_goforward.wav",
+    "speech/ps_tidigits_dhd_2934z.wav",
+    "speech/ps_librivox_sas01_0880.wav",
+    "test-audio/utt1.wav",
+    "test-audio/utt2.wav",
+];
+const FIRST_TOKEN: Duration = Duration::from_millis(300);
+const FRAME: usize = 320;
+
+#[derive(Default, Clone, Copy)]
+struct Turn {
+    endpoint: f64,
+    transcript: f64,
+    first_sentence: f64,
+    reply: f64,
+    inference: f64,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let turns: usize = std::env::args().nth(1).map_or(Ok(30), |n| n.parse())?;
+    let stack = Stack::start(StackOptions::default()).await;
+    stack.gemini.set_first_token_delay(FIRST_TOKEN);
+    let mut client = Client::new(&stack.http_url());
+    client.exchange(&stack.certs.id_token("bench-parent", "bench@example.com")).await?;
+    let child = client.add_child("Mia", 1).await?;
+    let session = client.open_session(&child.child_id).await?;
+    let mut voice = Voice::connect(&client, &session.session_id, None).await?;
+    let metrics_url = format!("{}/metrics", stack.admin_url("stt-service"));
+
+    let clips: Vec<(Vec<i16>, usize)> = CLIPS
+        .iter()
+        .map(|name| {
+            let pcm = read_wav(&speech_clip(name));
+            let end = last_speech_frame(&pcm);
+            (pcm, end)
+        })
+        .collect();
+    println!(
+        "{turns} turns over {} clips of 2-3 s, fake LLM first token {} ms",
+        clips.len(),
+        FIRST_TOKEN.as_millis()
+    );
+    let mut results = Vec::new();
+    for i in 0..turns {
+        let (pcm, speech_end) = &clips[i % clips.len()];
+        let inference_before = inference_sum(&metrics_url).await?;
+        let turn = run_turn(&mut voice, pcm, *speech_end).await?;
+        let inference = inference_sum(&metrics_url).await? - inference_before;
+        results.push(Turn { inference, ..turn });
+        // Let the turn settle (IDLE) before the next utterance.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    voice.close().await?;
+
+    let column = |f: fn(&Turn) -> f64| -> Vec<f64> { results.iter().map(f).collect() };
+    let overhead: Vec<f64> = results
+        .iter()
+        .map(|t| t.first_sentence - t.endpoint - t.inference - FIRST_TOKEN.as_secs_f64() * 1000.0)
+        .collect();
+    println!("{:<46} {:>8} {:>8}", "from the last frame of speech, ms", "p50", "p95");
+    for (name, values) in [
+        ("endpoint (TRANSCRIBING)", column(|t| t.endpoint)),
+        ("transcript (stt_result)", column(|t| t.transcript)),
+        ("first sentence (first ai_response.chunk)", column(|t| t.first_sentence)),
+        ("whole reply (ai_response)", column(|t| t.reply)),
+        ("whisper inference (stt-service metrics)", column(|t| t.inference)),
+        ("our overhead", overhead.clone()),
+    ] {
+        println!("{name:<46} {:>8.0} {:>8.0}", percentile(&values, 0.5), percentile(&values, 0.95));
+    }
+    println!(
+        "our overhead = first sentence - endpoint - inference - {} ms; p99 {:.1} ms",
+        FIRST_TOKEN.as_millis(),
+        percentile(&overhead, 0.99)
+    );
+    Ok(())
+}
+
+/// Streams one utterance like a microphone (then silence) and times the turn's events from the
+/// moment the last frame of speech went out.
+async fn run_turn(voice: &mut Voice, pcm: &[i16], speech_end: usize) -> anyhow::Result<Turn> {
+    let started = tokio::time::Instant::now();
+    let mut last_speech: Option<Instant> = None;
+    let mut turn = Turn::default();
+    let silence = vec![0i16; FRAME];
+    let frames: Vec<&[i16]> = pcm.chunks(FRAME).collect();
+    for i in 0..1000usize {
+        voice.send_pcm(frames.get(i).copied().unwrap_or(&silence)).await?;
+        if i == speech_end {
+            last_speech = Some(Instant::now());
+        }
+        let due = started + Duration::from_millis(20 * (i as u64 + 1));
+        loop {
+            let wait = due.saturating_duration_since(tokio::time::Instant::now());
+            let message = match voice.next(wait).await? {
+                Some(Received::Message(message)) => message,
+                Some(Received::Closed(code)) => anyhow::bail!("socket closed ({code:?})"),
+                None => break,
+            };
+            let at = last_speech.map_or(f64::NAN, |t| t.elapsed().as_secs_f64() * 1000.0);
+            match &message.event {
+                Event::State(state) if state == "TRANSCRIBING" => turn.endpoint = at,
+                Event::SttResult { .. } => turn.transcript = at,
+                Event::ReplyChunk { index: 0, .. } => turn.first_sentence = at,
+                Event::Reply { .. } => {
+                    turn.reply = at;
+                    return Ok(turn);
+                }
+                Event::SttRejected { reason, .. } => anyhow::bail!("utterance rejected: {reason}"),
+                Event::Error { code, message } => anyhow::bail!("{code}: {message}"),
+                _ => {}
+            }
+        }
+    }
+    anyhow::bail!("no reply within 20 s")
+}
+
+/// The index of the last 20 ms frame louder than a tenth of the loudest frame's RMS.
+fn last_speech_frame(pcm: &[i16]) -> usize {
+    let rms: Vec<f64> = pcm
+        .chunks(FRAME)
+        .map(|f| (f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64).sqrt())
+        .collect();
+    let loudest = rms.iter().copied().fold(0.0, f64::max);
+    rms.iter().rposition(|&r| r > loudest / 10.0).unwrap_or(0)
+}
+
+/// Whisper's total inference time so far, in milliseconds.
+async fn inference_sum(url: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(url).await?.text().await?;
+    let sum = text
+        .lines()
+        .find_map(|l| l.strip_prefix("blob_stt_inference_seconds_sum "))
+        .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0));
+    Ok(sum * 1000.0)
+}
+
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
