@@ -129,11 +129,22 @@ function send(action, payload) {
   }
 }
 
-function note(text) {
+function line(className, text) {
   const item = document.createElement("li");
-  item.className = "note";
+  item.className = className;
   item.textContent = text;
   $("transcript").append(item);
+  return item;
+}
+
+function note(text) {
+  line("note", text);
+}
+
+// The list item of the reply being received (made by its first sentence).
+function replyLine() {
+  if (!state.reply) state.reply = line("blob", "");
+  return state.reply;
 }
 
 function handle(message) {
@@ -167,35 +178,25 @@ function handle(message) {
     case "conversation.state":
       $("state").textContent = payload.state;
       break;
-    case "stt_result": {
-      const item = document.createElement("li");
-      item.className = "child";
-      item.textContent = payload.transcript;
-      $("transcript").append(item);
+    case "stt_result":
+      line("child", payload.transcript);
       break;
-    }
     case "stt_rejected":
       note("Not heard clearly (" + payload.reason + ").");
       break;
-    case "ai_response.chunk":
-      if (!state.reply) {
-        state.reply = document.createElement("li");
-        state.reply.className = "blob";
-        $("transcript").append(state.reply);
-      }
-      state.reply.textContent = (state.reply.textContent + " " + payload.text).trim();
+    case "ai_response.chunk": {
+      const reply = replyLine();
+      reply.textContent = (reply.textContent + " " + payload.text).trim();
       break;
-    case "ai_response":
-      if (!state.reply) {
-        state.reply = document.createElement("li");
-        state.reply.className = "blob";
-        $("transcript").append(state.reply);
-      }
-      state.reply.textContent = payload.text;
-      state.reply.dataset.done = "true";
+    }
+    case "ai_response": {
+      const reply = replyLine();
+      reply.textContent = payload.text;
+      reply.dataset.done = "true";
       state.reply = null;
       speak(payload.text, payload.tts_hint || {});
       break;
+    }
     case "ai_response.cancelled":
       note("Blob stopped: the child spoke.");
       state.reply = null;

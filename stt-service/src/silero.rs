@@ -19,6 +19,8 @@ use crate::metrics::SttMetrics;
 pub const CHUNK_SAMPLES: usize = 512;
 /// Samples of the previous chunk prefixed to each input.
 const CONTEXT_SAMPLES: usize = 64;
+/// The `sr` input: a scalar, the same for every call.
+const SAMPLE_RATE: [i64; 1] = [16_000];
 /// Recurrent state: [2, batch 1, 128].
 const STATE_LEN: usize = 2 * 128;
 
@@ -73,7 +75,7 @@ impl SileroVad {
             .map_err(|_| anyhow!("a Silero session panicked"))?;
         let input = TensorRef::from_array_view(([1usize, input.len()], input))?;
         let state_in = TensorRef::from_array_view(([2usize, 1, 128], &*state))?;
-        let rate = ort::value::Tensor::from_array(([0usize; 0], vec![16_000i64]))?;
+        let rate = TensorRef::from_array_view(([0usize; 0], &SAMPLE_RATE[..]))?;
         let outputs =
             guard.run(ort::inputs!["input" => input, "state" => state_in, "sr" => rate])?;
         let (_, probability) = outputs["output"].try_extract_tensor::<f32>()?;
