@@ -91,12 +91,14 @@ ENTRYPOINT ["/usr/local/bin/gateway"]
 
 FROM runtime AS stt-service
 COPY --from=build /out/stt-service /usr/local/bin/stt-service
-# The default whisper model, Silero VAD and ONNX Runtime's library, produced by `make model`.
-COPY models/ggml-base-q8_0.bin models/silero_vad.onnx models/libonnxruntime.so.1.31.1 /models/
+# The default whisper model, Silero VAD, Smart Turn and ONNX Runtime's library (`make model`).
+COPY models/ggml-base-q8_0.bin models/silero_vad.onnx models/smart-turn-v3.2-cpu.onnx \
+     models/libonnxruntime.so.1.31.1 /models/
 ENV STT_GRPC_ADDR=0.0.0.0:50051 \
     ADMIN_ADDR=0.0.0.0:9101 \
     WHISPER_MODEL_PATH=/models/ggml-base-q8_0.bin \
     VAD_MODEL_PATH=/models/silero_vad.onnx \
+    TURN_MODEL_PATH=/models/smart-turn-v3.2-cpu.onnx \
     ORT_DYLIB_PATH=/models/libonnxruntime.so.1.31.1
 EXPOSE 50051 9101
 ENTRYPOINT ["/usr/local/bin/stt-service"]

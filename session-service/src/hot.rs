@@ -391,16 +391,19 @@ impl HotStore {
                 conversation_id: conversation_id.to_owned(),
                 owner_user_id: owner_user_id.to_owned(),
                 turns: Vec::new(),
+                pauses_ms: Vec::new(),
             }),
         }
     }
 
-    /// Appends turns to the session's conversation; returns the new turn count.
+    /// Appends turns to the session's conversation, and replaces the child's pauses kept with
+    /// it when given; returns the new turn count.
     pub async fn append(
         &self,
         session_id: &str,
         user_id: &str,
         turns: &[TurnRecord],
+        pauses_ms: Option<&[u32]>,
     ) -> Result<u32, HotError> {
         let _timer = self.metrics.time("append");
         let reply: (String, Option<u32>) = self
@@ -412,6 +415,7 @@ impl HotStore {
             .arg(now_rfc3339())
             .arg(self.ttl.session.as_secs())
             .arg(self.ttl.conversation.as_secs())
+            .arg(pauses_ms.map(|pauses| to_json(&pauses)).transpose()?.unwrap_or_default())
             .invoke_async(&mut self.redis.clone())
             .await
             .map(|v: Vec<redis::Value>| decode_status(&v))??;

@@ -45,9 +45,17 @@ pub struct ConversationRecord {
     /// The parent who owns it; only they may read it.
     #[serde(rename = "_owner_user_id")]
     pub owner_user_id: String,
-    /// Oldest first. Lua's JSON encoder writes an empty list as `{}`, so both are accepted.
-    #[serde(default, deserialize_with = "turns_or_empty_object")]
+    /// Oldest first.
+    #[serde(default, deserialize_with = "list_or_empty_object")]
     pub turns: Vec<TurnRecord>,
+    /// The child's recent pauses inside turns (milliseconds, oldest first), which the
+    /// stt-service's end-of-turn detection adapts to.
+    #[serde(
+        default,
+        deserialize_with = "list_or_empty_object",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub pauses_ms: Vec<u32>,
 }
 
 /// One exchange of a conversation: the child's words and Blob's answer.
@@ -67,20 +75,22 @@ pub struct TurnRecord {
     pub interrupted: bool,
 }
 
-fn turns_or_empty_object<'de, D>(deserializer: D) -> Result<Vec<TurnRecord>, D::Error>
+/// Lua's JSON encoder writes an empty list as `{}`, so both are read as a list.
+fn list_or_empty_object<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
 {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum Turns {
-        List(Vec<TurnRecord>),
+    enum List<T> {
+        List(Vec<T>),
         Empty(serde_json::Map<String, serde_json::Value>),
     }
-    match Turns::deserialize(deserializer)? {
-        Turns::List(turns) => Ok(turns),
-        Turns::Empty(map) if map.is_empty() => Ok(Vec::new()),
-        Turns::Empty(_) => Err(serde::de::Error::custom("turns must be a list")),
+    match List::deserialize(deserializer)? {
+        List::List(items) => Ok(items),
+        List::Empty(map) if map.is_empty() => Ok(Vec::new()),
+        List::Empty(_) => Err(serde::de::Error::custom("expected a list")),
     }
 }
 
@@ -171,10 +181,13 @@ mod tests {
 
     #[test]
     fn lua_empty_turns_object_reads_as_empty_list() {
-        let raw = r#"{"conversation_id":"c","_owner_user_id":"u","turns":{}}"#;
+        let raw = r#"{"conversation_id":"c","_owner_user_id":"u","turns":{},"pauses_ms":{}}"#;
         let record: ConversationRecord = serde_json::from_str(raw).unwrap();
-        assert!(record.turns.is_empty());
+        assert!(record.turns.is_empty() && record.pauses_ms.is_empty());
         assert_eq!(record.owner_user_id, "u");
+        let raw = r#"{"conversation_id":"c","_owner_user_id":"u","pauses_ms":[300,1200]}"#;
+        let record: ConversationRecord = serde_json::from_str(raw).unwrap();
+        assert_eq!(record.pauses_ms, vec![300, 1200]);
     }
 
     #[test]

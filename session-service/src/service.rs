@@ -30,6 +30,8 @@ const GRADES: std::ops::RangeInclusive<i32> = -1..=12;
 const MAX_TURNS_PER_APPEND: usize = 16;
 /// Longest text of one turn, in bytes.
 const MAX_TURN_BYTES: usize = 16 * 1024;
+/// Pauses kept with a conversation (the stt-service sends its newest 32).
+const MAX_PAUSES: usize = 32;
 
 /// Most events one `RecordEvents` call may carry.
 const MAX_EVENTS_PER_CALL: usize = 64;
@@ -374,6 +376,7 @@ impl SessionStore for SessionService {
                 .into_iter()
                 .map(|e| pb::StoredEvent { seq: e.seq, json: e.json })
                 .collect(),
+            pause_profile: Some(pb::PauseProfile { pauses_ms: conversation.pauses_ms }),
         }))
     }
 
@@ -483,9 +486,15 @@ impl SessionStore for SessionService {
             }
             turns.push(TurnRecord::from_proto(turn));
         }
+        let pauses = req.pause_profile.map(|profile| profile.pauses_ms);
+        if pauses.as_ref().is_some_and(|p| p.len() > MAX_PAUSES || p.iter().any(|&ms| ms > 60_000))
+        {
+            return Err(ErrorKind::InvalidArgument
+                .status(format!("pause_profile holds at most {MAX_PAUSES} pauses of up to 60 s")));
+        }
         let turn_count = self
             .hot
-            .append(&req.session_id, &req.user_id, &turns)
+            .append(&req.session_id, &req.user_id, &turns, pauses.as_deref())
             .await
             .map_err(|e| self.hot_error(e))?;
         Ok(Response::new(pb::AppendTurnsResponse { turn_count }))

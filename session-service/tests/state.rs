@@ -108,6 +108,7 @@ impl Service {
                 created_at_ms: 0,
                 interrupted: false,
             }],
+            pause_profile: None,
         };
         self.client().append_turns(request).await.map(|r| r.into_inner().turn_count)
     }
@@ -234,6 +235,41 @@ async fn closing_suspends_and_never_deletes() {
     let stored = service.client().get_session(request).await.unwrap().into_inner();
     assert_eq!(stored.state, pb::SessionState::Suspended as i32, "still there, suspended");
     assert_eq!(service.turns("parent", &session.conversation_id).await.len(), 1);
+}
+
+/// The child's pauses travel with the conversation: an append with a profile replaces them, one
+/// without leaves them, the next socket gets them back, and an oversized profile is refused
+/// without losing the turn count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pause_profile_is_kept_with_the_conversation() {
+    let service = Service::start().await;
+    service.user("parent").await;
+    let child = service.child("parent", "Pip").await;
+    let session = service.open("parent", &child).await.unwrap().session.unwrap();
+    let attached = service.attach("parent", &session.session_id).await.unwrap();
+    assert_eq!(attached.pause_profile.unwrap().pauses_ms, Vec::<u32>::new());
+    let append = |pauses: Option<Vec<u32>>, text: &str| pb::AppendTurnsRequest {
+        session_id: session.session_id.clone(),
+        user_id: "parent".into(),
+        turns: vec![pb::ConversationTurn {
+            request_id: text.into(),
+            user_text: text.into(),
+            assistant_text: "ok".into(),
+            created_at_ms: 0,
+            interrupted: false,
+        }],
+        pause_profile: pauses.map(|pauses_ms| pb::PauseProfile { pauses_ms }),
+    };
+    let mut client = service.client();
+    client.append_turns(append(Some(vec![300, 1200, 450]), "one")).await.unwrap();
+    client.append_turns(append(None, "two")).await.unwrap();
+    let refused = client.append_turns(append(Some(vec![100; 33]), "three")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    service.suspend("parent", &session.session_id, attached.epoch).await.unwrap();
+
+    let again = service.attach("parent", &session.session_id).await.unwrap();
+    assert_eq!(again.pause_profile.unwrap().pauses_ms, vec![300, 1200, 450]);
+    assert_eq!(again.turns.len(), 2);
 }
 
 /// Seed bug: every socket got a new session id.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use blob_kit::config::{ConfigError, EnvReader};
 
+use crate::turn::TurnConfig;
 use crate::vad::SegmenterConfig;
 
 /// Everything the stt-service needs to start.
@@ -35,6 +36,24 @@ pub struct Config {
     /// `VAD_MODE` (default `silero`): the neural detector with the energy gate on onsets, or
     /// `energy` for the gate alone (no model files needed).
     pub vad: VadMode,
+    /// `TURN_MODE` (default `smart` with `VAD_MODE=silero`, else `silence`): how a turn ends.
+    pub turn: TurnMode,
+}
+
+/// How the end of a turn is decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnMode {
+    /// After `VAD_SILENCE_MS` of silence.
+    Silence,
+    /// Smart Turn at a short pause, with a backstop silence.
+    Smart {
+        /// `TURN_MODEL_PATH` (default `models/smart-turn-v3.2-cpu.onnx`).
+        model: PathBuf,
+        /// `ORT_DYLIB_PATH`.
+        runtime: PathBuf,
+        /// The pauses and threshold.
+        config: TurnConfig,
+    },
 }
 
 /// Which voice activity detector runs.
@@ -80,6 +99,18 @@ impl Config {
         let silence_ms = env.parse("VAD_SILENCE_MS", defaults.silence_ms);
         let max_utterance_seconds =
             env.parse("STT_MAX_UTTERANCE_SECONDS", defaults.max_utterance_ms / 1000);
+        let turn_mode =
+            env.string("TURN_MODE", if vad_mode == "silero" { "smart" } else { "silence" });
+        let turn_model =
+            PathBuf::from(env.string("TURN_MODEL_PATH", "models/smart-turn-v3.2-cpu.onnx"));
+        let turn_defaults = TurnConfig::default();
+        let turn = TurnConfig {
+            pause_ms: env.parse("TURN_PAUSE_MS", turn_defaults.pause_ms),
+            max_silence_ms: env.parse("TURN_MAX_SILENCE_MS", turn_defaults.max_silence_ms),
+            threshold: env.parse("TURN_THRESHOLD", turn_defaults.threshold),
+            adapt: env.parse("TURN_ADAPT", turn_defaults.adapt),
+            speculate: env.parse("TURN_SPECULATE", turn_defaults.speculate),
+        };
 
         env.check(model_path.is_file(), || {
             format!("WHISPER_MODEL_PATH={}: no such file (run `make model`)", model_path.display())
@@ -99,13 +130,33 @@ impl Config {
         env.check(["silero", "energy"].contains(&vad_mode.as_str()), || {
             format!("VAD_MODE={vad_mode:?}: expected silero or energy")
         });
+        env.check(["smart", "silence"].contains(&turn_mode.as_str()), || {
+            format!("TURN_MODE={turn_mode:?}: expected smart or silence")
+        });
+        let mut needed = Vec::new();
         if vad_mode == "silero" {
-            for (name, path) in [("VAD_MODEL_PATH", &vad_model), ("ORT_DYLIB_PATH", &runtime)] {
-                env.check(path.is_file(), || {
-                    format!("{name}={}: no such file (run `make model`)", path.display())
-                });
-            }
+            needed.push(("VAD_MODEL_PATH", &vad_model));
         }
+        if turn_mode == "smart" {
+            needed.push(("TURN_MODEL_PATH", &turn_model));
+        }
+        if !needed.is_empty() {
+            needed.push(("ORT_DYLIB_PATH", &runtime));
+        }
+        for (name, path) in needed {
+            env.check(path.is_file(), || {
+                format!("{name}={}: no such file (run `make model`)", path.display())
+            });
+        }
+        env.check((100..=2000).contains(&turn.pause_ms), || {
+            "TURN_PAUSE_MS must be between 100 and 2000".to_owned()
+        });
+        env.check((3 * turn.pause_ms..=10_000).contains(&turn.max_silence_ms), || {
+            "TURN_MAX_SILENCE_MS must be between three times TURN_PAUSE_MS and 10000".to_owned()
+        });
+        env.check((0.05..=0.99).contains(&turn.threshold), || {
+            "TURN_THRESHOLD must be between 0.05 and 0.99".to_owned()
+        });
         env.check((100..=10_000).contains(&silence_ms), || {
             "VAD_SILENCE_MS must be between 100 and 10000".to_owned()
         });
@@ -126,6 +177,11 @@ impl Config {
             threads,
             min_speech: Duration::from_secs_f64(min_seconds),
             confidence_threshold,
+            turn: if turn_mode == "smart" {
+                TurnMode::Smart { model: turn_model, runtime: runtime.clone(), config: turn }
+            } else {
+                TurnMode::Silence
+            },
             vad: if vad_mode == "energy" {
                 VadMode::Energy
             } else {
@@ -155,9 +211,13 @@ mod tests {
             ("STT_LANGUAGE", "klingon"),
             ("VAD_MODEL_PATH", "/nonexistent/silero.onnx"),
             ("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so"),
+            ("TURN_MODEL_PATH", "/nonexistent/smart-turn.onnx"),
+            ("TURN_PAUSE_MS", "50"),
+            ("TURN_MODE", "smart"),
+            ("TURN_THRESHOLD", "2"),
         ]))
         .unwrap_err();
-        assert_eq!(err.problems.len(), 6, "{err}");
+        assert_eq!(err.problems.len(), 9, "{err}");
         assert!(err.problems.iter().any(|p| p.contains("make model")));
     }
 }

@@ -9,8 +9,10 @@ pub mod onnx;
 pub mod quality;
 pub mod service;
 pub mod silero;
+pub mod smart_turn;
 pub mod startup;
 pub mod stream;
+pub mod turn;
 pub mod vad;
 
 pub use config::Config;

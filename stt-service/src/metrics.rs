@@ -33,6 +33,18 @@ pub struct SttMetrics {
     pub vad_errors: Counter,
     /// Clips decoded again with the full window after a decoder loop.
     pub loop_retries: Counter,
+    /// Time per end-of-turn model call (feature extraction and inference).
+    pub turn_inference: Histogram,
+    /// End-of-turn model verdicts at a pause: complete, incomplete, failed.
+    pub turn_checks: Family<Outcome, Counter>,
+    /// Utterances by what ended them: turn (the model judged it complete), backstop (the
+    /// longest silence), silence (the fixed silence, without the model), max_length, flush.
+    pub turn_ends: Family<Outcome, Counter>,
+    /// Speculative transcriptions started at a pause, by outcome: hit (the turn ended there and
+    /// the transcript was used), miss (speech resumed; it was dropped), busy (no free worker).
+    pub speculations: Family<Outcome, Counter>,
+    /// Turns the model ended that the child went on with within a second.
+    pub turn_cut_offs: Counter,
 }
 
 impl SttMetrics {
@@ -48,6 +60,11 @@ impl SttMetrics {
             vad_inference: Histogram::new(exponential_buckets(0.000_025, 2.0, 12)),
             vad_errors: Counter::default(),
             loop_retries: Counter::default(),
+            turn_inference: Histogram::new(exponential_buckets(0.002, 2.0, 10)),
+            turn_checks: Family::default(),
+            turn_ends: Family::default(),
+            speculations: Family::default(),
+            turn_cut_offs: Counter::default(),
         };
         registry.register(
             "stt_queue_depth",
@@ -86,12 +103,42 @@ impl SttMetrics {
             "Clips decoded again with the full window after a decoder loop",
             metrics.loop_retries.clone(),
         );
+        registry.register(
+            "stt_turn_inference_seconds",
+            "End-of-turn model time per call, features included",
+            metrics.turn_inference.clone(),
+        );
+        registry.register(
+            "stt_turn_checks",
+            "End-of-turn model verdicts at a pause",
+            metrics.turn_checks.clone(),
+        );
+        registry.register(
+            "stt_turn_ends",
+            "Utterances by what ended them",
+            metrics.turn_ends.clone(),
+        );
+        registry.register(
+            "stt_speculations",
+            "Speculative transcriptions by outcome",
+            metrics.speculations.clone(),
+        );
+        registry.register(
+            "stt_turn_cut_offs",
+            "Turns the end-of-turn model ended that the child went on with within a second",
+            metrics.turn_cut_offs.clone(),
+        );
         metrics
     }
 
     /// Records one voice-activity model call.
     pub fn vad_inference(&self, took: std::time::Duration) {
         self.vad_inference.observe(took.as_secs_f64());
+    }
+
+    /// Counts a label of one of the outcome families.
+    pub fn count(family: &Family<Outcome, Counter>, label: &'static str, value: &'static str) {
+        family.get_or_create(&vec![(label, value)]).inc();
     }
 
     /// Counts an utterance's outcome.

@@ -10,11 +10,12 @@ use tokio::net::TcpListener;
 
 use blob_kit::admin::Readiness;
 
-use crate::config::{Config, VadMode};
+use crate::config::{Config, TurnMode, VadMode};
 use crate::engine::Engine;
 use crate::metrics::SttMetrics;
 use crate::service::SttService;
 use crate::silero::SileroVad;
+use crate::smart_turn::SmartTurn;
 use crate::stream::StreamSettings;
 
 /// A built stt-service with its model loaded, listening but not yet serving.
@@ -62,9 +63,23 @@ impl Application {
                 Some(vad)
             }
         };
+        let turn = match config.turn.clone() {
+            TurnMode::Silence => None,
+            TurnMode::Smart { model, runtime, config: turn } => {
+                let (sessions, turn_metrics) = (config.workers, metrics.clone());
+                let detector = tokio::task::spawn_blocking(move || {
+                    SmartTurn::load(&runtime, &model, sessions, turn_metrics)
+                })
+                .await
+                .context("turn model loading task failed")??;
+                tracing::info!(?detector, ?turn, "Smart Turn loaded");
+                Some((detector, turn))
+            }
+        };
         let settings = StreamSettings {
             segmenter: config.segmenter.clone(),
             vad,
+            turn,
             min_speech: config.min_speech,
             confidence_threshold: config.confidence_threshold,
             metrics,

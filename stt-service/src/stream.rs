@@ -1,5 +1,10 @@
 //! One voice connection's stream: validate the messages, segment the audio, transcribe each
 //! utterance in order, and apply the quality gates.
+//!
+//! When the end-of-turn model leaves a pause undecided, the turn so far is transcribed at once,
+//! speculatively, while the audio goes on. If the turn then ends with nothing more said, that
+//! transcript is the utterance's (a hit: it is ready when the backstop ends the turn); if the
+//! child speaks again, it is stopped and dropped (a miss), and nothing of it reaches the client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +21,11 @@ use tonic::Status;
 use tracing::Instrument as _;
 
 use crate::engine::{Engine, TranscribeError};
+use crate::metrics::SttMetrics;
 use crate::quality;
 use crate::silero::SileroVad;
+use crate::smart_turn::SmartTurn;
+use crate::turn::{KEPT_PAUSES, PauseProfile, TurnConfig, TurnDetector};
 use crate::vad::{
     Detector, SAMPLE_RATE, SegmentEvent, Segmenter, SegmenterConfig, Utterance, decode_pcm,
 };
@@ -34,6 +42,8 @@ pub struct StreamSettings {
     pub segmenter: SegmenterConfig,
     /// The neural voice activity detector; `None` leaves it to the energy gate.
     pub vad: Option<Arc<SileroVad>>,
+    /// The end-of-turn model and its settings; `None` ends utterances on a fixed silence.
+    pub turn: Option<(Arc<SmartTurn>, TurnConfig)>,
     /// Shorter speech is rejected as `too_short`.
     pub min_speech: Duration,
     /// Lower confidence is rejected as `low_confidence`.
@@ -54,16 +64,16 @@ pub async fn run<S>(
 ) where
     S: Stream<Item = Result<pb::TranscribeRequest, Status>> + Unpin,
 {
-    let session_id = match first_config(&mut inbound).await {
-        Ok(config) => config.session_id,
+    let config = match first_config(&mut inbound).await {
+        Ok(config) => config,
         Err(status) => {
             let _ = events.send(Err(status)).await;
             return;
         }
     };
-    tracing::Span::current().record("session_id", session_id.as_str());
+    tracing::Span::current().record("session_id", config.session_id.as_str());
 
-    let (work_tx, work_rx) = mpsc::channel::<(u32, Utterance)>(PENDING_UTTERANCES);
+    let (work_tx, work_rx) = mpsc::channel::<Job>(PENDING_UTTERANCES);
     let contexts = TraceContexts::default();
     let worker = tokio::spawn(transcribe_in_order(
         engine,
@@ -76,6 +86,14 @@ pub async fn run<S>(
     let detector =
         settings.vad.as_ref().map_or(Detector::Energy, |vad| Detector::Silero(vad.stream()));
     let mut segmenter = Segmenter::new(settings.segmenter.clone(), detector);
+    if let Some((model, turn)) = &settings.turn {
+        let stored = config.pause_profile.map(|p| p.pauses_ms).unwrap_or_default();
+        segmenter = segmenter.with_turn_detector(TurnDetector {
+            model: Arc::clone(model),
+            config: turn.clone(),
+            profile: PauseProfile::from_pauses(&stored),
+        });
+    }
     let mut found = Vec::new();
     let mut utterance_id = 0u32;
     let mut last_sequence: Option<u32> = None;
@@ -135,12 +153,12 @@ pub async fn run<S>(
             }
             None => {}
         }
-        if !dispatch(&mut found, &mut utterance_id, &events, &work_tx).await {
+        if !dispatch(&mut found, &mut utterance_id, &events, &work_tx, &settings.metrics).await {
             break;
         }
     }
     segmenter.flush(&mut found);
-    dispatch(&mut found, &mut utterance_id, &events, &work_tx).await;
+    dispatch(&mut found, &mut utterance_id, &events, &work_tx, &settings.metrics).await;
     drop(work_tx);
     // The queued utterances are still worth transcribing, unless the client stops listening.
     let mut worker = worker;
@@ -192,18 +210,36 @@ where
             config.sample_rate_hz
         )));
     }
+    if let Some(profile) = &config.pause_profile
+        && profile.pauses_ms.len() > KEPT_PAUSES
+    {
+        return Err(ErrorKind::InvalidArgument
+            .status(format!("pause_profile holds at most {KEPT_PAUSES} pauses")));
+    }
     Ok(config)
 }
 
-/// Sends speech-started events and queues utterances; false when the client has gone.
+/// Work for the transcription task, in stream order.
+#[derive(Debug)]
+enum Job {
+    /// Transcribe the turn so far, in case the turn ends at this pause.
+    Speculate { utterance_id: u32, speculation: u32, utterance: Utterance },
+    /// The child went on: stop and drop that speculation.
+    Withdraw { speculation: u32 },
+    /// A finished utterance: its transcript goes to the client.
+    Final { utterance_id: u32, utterance: Utterance },
+}
+
+/// Sends speech events and queues work; false when the client has gone.
 async fn dispatch(
     found: &mut Vec<SegmentEvent>,
     utterance_id: &mut u32,
     events: &EventSender,
-    work: &mpsc::Sender<(u32, Utterance)>,
+    work: &mpsc::Sender<Job>,
+    metrics: &SttMetrics,
 ) -> bool {
     for event in found.drain(..) {
-        match event {
+        let job = match event {
             SegmentEvent::SpeechStarted { offset_ms } => {
                 *utterance_id += 1;
                 let event = TranscribeEvent {
@@ -213,22 +249,32 @@ async fn dispatch(
                 if events.send(Ok(event)).await.is_err() {
                     return false;
                 }
+                continue;
             }
-            SegmentEvent::Utterance(utterance) => {
+            SegmentEvent::Paused { speculation, utterance } => {
+                Job::Speculate { utterance_id: *utterance_id, speculation, utterance }
+            }
+            SegmentEvent::Resumed { speculation } => Job::Withdraw { speculation },
+            SegmentEvent::Utterance(mut utterance) => {
+                SttMetrics::count(&metrics.turn_ends, "reason", utterance.reason.as_str());
+                let pause_profile =
+                    utterance.pauses.take().map(|pauses_ms| pb::PauseProfile { pauses_ms });
                 let event = TranscribeEvent {
                     utterance_id: *utterance_id,
                     event: Some(Event::SpeechEnded(pb::SpeechEnded {
                         offset_ms: utterance.end_offset_ms,
                         duration_ms: samples_ms(utterance.samples.len()),
+                        pause_profile,
                     })),
                 };
                 if events.send(Ok(event)).await.is_err() {
                     return false;
                 }
-                if work.send((*utterance_id, utterance)).await.is_err() {
-                    return false;
-                }
+                Job::Final { utterance_id: *utterance_id, utterance }
             }
+        };
+        if work.send(job).await.is_err() {
+            return false;
         }
     }
     true
@@ -258,48 +304,148 @@ impl TraceContexts {
         let index = contexts.iter().position(|(id, _)| *id == utterance_id)?;
         contexts.remove(index).map(|(_, context)| context)
     }
+
+    fn get(&self, utterance_id: u32) -> Option<HashMap<String, String>> {
+        let contexts = self.0.lock().ok()?;
+        contexts.iter().find(|(id, _)| *id == utterance_id).map(|(_, context)| context.clone())
+    }
+}
+
+/// A speculative transcription running beside the stream.
+struct Speculation {
+    id: u32,
+    task: tokio::task::JoinHandle<Result<Judged, Status>>,
+}
+
+impl Speculation {
+    /// Stops it (dropping the transcription stops whisper) and counts a miss.
+    fn withdraw(self, metrics: &SttMetrics) {
+        self.task.abort();
+        SttMetrics::count(&metrics.speculations, "outcome", "miss");
+    }
 }
 
 async fn transcribe_in_order(
     engine: Arc<Engine>,
     settings: StreamSettings,
-    mut work: mpsc::Receiver<(u32, Utterance)>,
+    mut work: mpsc::Receiver<Job>,
     events: EventSender,
     contexts: TraceContexts,
 ) {
-    while let Some((utterance_id, utterance)) = work.recv().await {
+    let mut pending: Option<Speculation> = None;
+    while let Some(job) = work.recv().await {
         if events.is_closed() {
             // The client went away: its queued utterances are not worth a worker.
-            return;
+            break;
         }
+        let (utterance_id, utterance) = match job {
+            Job::Speculate { utterance_id, speculation, utterance } => {
+                if let Some(stale) = pending.take() {
+                    stale.withdraw(&settings.metrics);
+                }
+                let span = tracing::info_span!(
+                    "stt.speculation",
+                    utterance_id,
+                    speculation,
+                    audio_ms = utterance.samples.len() as u64 / 16,
+                );
+                if let Some(context) = contexts.get(utterance_id) {
+                    blob_kit::grpc::set_parent_from(&span, &context);
+                }
+                let (engine, settings) = (Arc::clone(&engine), settings.clone());
+                let task = tokio::spawn(
+                    async move { judge(&engine, &settings, utterance).await }.instrument(span),
+                );
+                pending = Some(Speculation { id: speculation, task });
+                continue;
+            }
+            Job::Withdraw { speculation } => {
+                if let Some(running) = pending.take_if(|p| p.id == speculation) {
+                    running.withdraw(&settings.metrics);
+                }
+                continue;
+            }
+            Job::Final { utterance_id, utterance } => (utterance_id, utterance),
+        };
         // The utterance joins the client's trace of its turn when the client sent one.
         let span = tracing::info_span!(
             "stt.utterance",
             utterance_id,
             audio_ms = utterance.samples.len() as u64 / 16,
             speech_ms = utterance.speech_ms,
+            end = utterance.reason.as_str(),
+            speculation_hit = tracing::field::Empty,
         );
         if let Some(context) = contexts.take(utterance_id) {
             blob_kit::grpc::set_parent_from(&span, &context);
         }
+        let confirmed = match pending.take() {
+            Some(speculation) if utterance.speculation == Some(speculation.id) => Some(speculation),
+            Some(stale) => {
+                stale.withdraw(&settings.metrics);
+                None
+            }
+            None => None,
+        };
         // A client that stops listening drops the transcription: its worker is freed at once.
         let judged = tokio::select! {
-            judged = judge(&engine, &settings, utterance).instrument(span) => judged,
-            () = events.closed() => return,
+            judged = finish(&engine, &settings, utterance, confirmed).instrument(span) => judged,
+            () = events.closed() => break,
         };
         match judged {
-            Ok(event) => {
-                let event = TranscribeEvent { utterance_id, event: Some(event) };
+            Ok(judged) => {
+                settings.metrics.outcome(judged.outcome);
+                let event = TranscribeEvent { utterance_id, event: Some(judged.event) };
                 if events.send(Ok(event)).await.is_err() {
-                    return;
+                    break;
                 }
             }
             Err(status) => {
+                if status.code() == tonic::Code::ResourceExhausted {
+                    settings.metrics.outcome("busy");
+                    tracing::warn!("recogniser saturated; shedding the stream");
+                }
                 let _ = events.send(Err(status)).await;
-                return;
+                break;
             }
         }
     }
+    if let Some(speculation) = pending {
+        speculation.withdraw(&settings.metrics);
+    }
+}
+
+/// The transcript of a finished utterance: the speculation's when it confirms one (and it
+/// succeeded), else a transcription now.
+async fn finish(
+    engine: &Arc<Engine>,
+    settings: &StreamSettings,
+    utterance: Utterance,
+    confirmed: Option<Speculation>,
+) -> Result<Judged, Status> {
+    if let Some(speculation) = confirmed {
+        match speculation.task.await {
+            Ok(Ok(judged)) => {
+                SttMetrics::count(&settings.metrics.speculations, "outcome", "hit");
+                tracing::Span::current().record("speculation_hit", true);
+                return Ok(judged);
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+                SttMetrics::count(&settings.metrics.speculations, "outcome", "busy");
+            }
+            Ok(Err(status)) => return Err(status),
+            Err(err) => tracing::warn!(error = %err, "a speculative transcription failed"),
+        }
+        tracing::Span::current().record("speculation_hit", false);
+    }
+    judge(engine, settings, utterance).await
+}
+
+/// An utterance's event for the client and the outcome to count once it is sent.
+#[derive(Debug)]
+struct Judged {
+    event: Event,
+    outcome: &'static str,
 }
 
 /// Transcribes one utterance, or rejects it with the numbers that decided it; a saturated
@@ -308,24 +454,25 @@ async fn judge(
     engine: &Arc<Engine>,
     settings: &StreamSettings,
     utterance: Utterance,
-) -> Result<Event, Status> {
+) -> Result<Judged, Status> {
     let duration_ms = samples_ms(utterance.samples.len());
     let reject = |reason: pb::RejectReason, detail: String, confidence: f32| {
         tracing::info!(?reason, %detail, duration_ms, "utterance rejected");
-        settings.metrics.outcome(match reason {
+        let outcome = match reason {
             pb::RejectReason::TooShort => "too_short",
             pb::RejectReason::LowConfidence => "low_confidence",
             pb::RejectReason::Empty => "empty",
             pb::RejectReason::Hallucination => "hallucination",
             pb::RejectReason::Unspecified => "failed",
-        });
-        Ok(Event::Rejected(pb::Rejected {
+        };
+        let event = Event::Rejected(pb::Rejected {
             reason: reason.into(),
             detail,
             duration_ms,
             confidence,
             rms: utterance.rms,
-        }))
+        });
+        Ok(Judged { event, outcome })
     };
     if u128::from(utterance.speech_ms) < settings.min_speech.as_millis() {
         return reject(
@@ -341,8 +488,7 @@ async fn judge(
     let transcript = match engine.transcribe(utterance.samples.clone()).await {
         Ok(transcript) => transcript,
         Err(TranscribeError::Busy) => {
-            settings.metrics.outcome("busy");
-            tracing::warn!(duration_ms, "recogniser saturated; shedding the stream");
+            tracing::warn!(duration_ms, "recogniser saturated");
             return Err(ErrorKind::ResourceExhausted.status("speech recognition is busy"));
         }
         Err(TranscribeError::Failed(err)) => {
@@ -391,14 +537,14 @@ async fn judge(
             transcript.confidence,
         );
     }
-    settings.metrics.outcome("transcribed");
-    Ok(Event::FinalTranscript(pb::FinalTranscript {
+    let event = Event::FinalTranscript(pb::FinalTranscript {
         text: transcript.text,
         confidence: transcript.confidence,
         language: transcript.language,
         duration_ms,
         inference_ms: transcript.inference_ms,
-    }))
+    });
+    Ok(Judged { event, outcome: "transcribed" })
 }
 
 fn samples_ms(samples: usize) -> u32 {

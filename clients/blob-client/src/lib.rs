@@ -12,4 +12,4 @@ pub mod voice;
 
 pub use api::{ApiError, Child, Client, Error, OpenedSession, SignedIn};
 pub use event::{Event, Message};
-pub use voice::{Voice, encode_frame};
+pub use voice::{Pace, Received, Voice, encode_frame};

@@ -29,6 +29,8 @@ pub struct Admitted {
     pub last_event_seq: u64,
     /// Events after the client's `last_seq`, to send again.
     pub replay: Vec<session::StoredEvent>,
+    /// The child's pauses kept with the conversation, for the end-of-turn detection.
+    pub pauses_ms: Vec<u32>,
     /// Pause, resume, takeover and end signals for this session.
     pub signals: tonic::Streaming<session::SessionSignal>,
 }
@@ -107,6 +109,7 @@ pub async fn admit(
         epoch: attached.epoch,
         last_event_seq: attached.last_event_seq,
         replay: attached.replay,
+        pauses_ms: attached.pause_profile.map(|p| p.pauses_ms).unwrap_or_default(),
         signals,
     })
 }

@@ -187,6 +187,8 @@ struct Connection {
     speech_end: Option<Instant>,
     /// The trace of the utterance being spoken, by the recogniser's utterance id.
     turn_span: Option<(u32, tracing::Span)>,
+    /// The child's pauses as the recogniser last reported them, kept with the conversation.
+    pauses_ms: Vec<u32>,
 }
 
 impl Connection {
@@ -233,6 +235,7 @@ impl Connection {
             heartbeat: Heartbeat::new(settings.max_missed_pongs),
             speech_end: None,
             turn_span: None,
+            pauses_ms: admitted.pauses_ms,
             state,
         };
         connection.state.metrics.live_sockets.inc();
@@ -400,6 +403,7 @@ impl Connection {
                 sample_rate_hz: 16_000,
                 language: String::new(),
                 session_id: self.stamp.session_id.clone(),
+                pause_profile: Some(stt::PauseProfile { pauses_ms: self.pauses_ms.clone() }),
             })),
         };
         audio.try_send(config).expect("a new channel has room");
@@ -457,8 +461,11 @@ impl Connection {
                 self.start_turn_trace(event.utterance_id).await;
                 self.send(self.stamp.state("LISTENING", None)).await
             }
-            Some(SttEvent::SpeechEnded(_)) => {
+            Some(SttEvent::SpeechEnded(ended)) => {
                 self.speech_end = Some(Instant::now());
+                if let Some(profile) = ended.pause_profile {
+                    self.pauses_ms = profile.pauses_ms;
+                }
                 self.send(self.stamp.state("TRANSCRIBING", None)).await
             }
             Some(SttEvent::FinalTranscript(transcript)) => {
@@ -690,6 +697,8 @@ impl Connection {
             session_id: self.stamp.session_id.clone(),
             user_id: self.user_id.clone(),
             turns: vec![turn],
+            pause_profile: (!self.pauses_ms.is_empty())
+                .then(|| session::PauseProfile { pauses_ms: self.pauses_ms.clone() }),
         });
         let mut sessions = self.state.sessions.clone();
         let saved = sessions.append_turns(request).instrument(utterance.span.clone()).await;

@@ -1,16 +1,22 @@
 //! Turn latency, end to end: the real stack (gateway, session-service with its own Redis, the
 //! stt-service with whisper base q8_0 and Silero VAD), and the local Gemini fake answering with a
-//! fixed 300 ms to its first token. 2–3 s utterances are streamed in real time, 20 ms frames,
-//! then silence as a microphone would send, and each turn is timed from the last frame of speech:
+//! fixed 300 ms to its first token. Real 2–3 s utterances are streamed in real time, 20 ms
+//! frames, then silence as a microphone would send, and each turn is timed from the last frame
+//! of speech:
 //!
-//! - `endpoint`: to `conversation.state TRANSCRIBING` (the recogniser's end-of-speech silence)
+//! - `endpoint`: to `conversation.state TRANSCRIBING` (the end of the turn)
 //! - `transcript`: to `stt_result`
 //! - `first sentence`: to the first `ai_response.chunk`
 //! - `reply`: to `ai_response`
 //!
-//! `our overhead` is the time to the first sentence minus the endpoint silence, minus whisper's
-//! inference for the utterance (from the stt-service's metrics) and minus the fake's 300 ms:
-//! what the gateway, gRPC, the session-service and the llm-service add.
+//! `our overhead` is the time to the first sentence minus the endpoint, minus whisper's inference
+//! for the utterance (from the stt-service's metrics) and minus the fake's 300 ms: what the
+//! gateway, gRPC, the session-service and the llm-service add. (With a speculative hit the
+//! inference ran before the endpoint, so the figure is not computed for those turns.)
+//!
+//! The same turns run twice, each on a fresh stack, side by side: the fixed 800 ms silence
+//! (`TURN_MODE=silence`, the baseline) and Smart Turn (`TURN_MODE=smart`, the default). Real
+//! speech only: Smart Turn rates synthetic speech as unfinished.
 //!
 //! ```text
 //! cargo run --release -p blob-testkit --example bench_turn -- [TURNS]
@@ -24,16 +30,20 @@ use blob_testkit::audio::read_wav;
 use blob_testkit::paths::speech_clip;
 use blob_testkit::stack::{Stack, StackOptions};
 
-/// Utterances of 2–3 s: three real recordings and two espeak ones.
+/// Real recordings of 2–3.3 s.
 const CLIPS: [&str; 5] = [
     "speech/ps_goforward.wav",
     "speech/ps_tidigits_dhd_2934z.wav",
     "speech/ps_librivox_sas01_0880.wav",
-    "test-audio/utt1.wav",
-    "test-audio/utt2.wav",
+    "speech/ps_cards_002.wav",
+    "speech/ps_librivox_sas01_0930.wav",
 ];
 const FIRST_TOKEN: Duration = Duration::from_millis(300);
 const FRAME: usize = 320;
+const MODES: [&str; 2] = ["silence", "smart"];
+
+/// One column of a turn's timings.
+type Field = fn(&Turn) -> f64;
 
 #[derive(Default, Clone, Copy)]
 struct Turn {
@@ -44,18 +54,15 @@ struct Turn {
     inference: f64,
 }
 
+/// One mode's turns and the stt-service's turn counters afterwards.
+struct Run {
+    turns: Vec<Turn>,
+    counters: Vec<(String, f64)>,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let turns: usize = std::env::args().nth(1).map_or(Ok(30), |n| n.parse())?;
-    let stack = Stack::start(StackOptions::default()).await;
-    stack.gemini.set_first_token_delay(FIRST_TOKEN);
-    let mut client = Client::new(&stack.http_url());
-    client.exchange(&stack.certs.id_token("bench-parent", "bench@example.com")).await?;
-    let child = client.add_child("Mia", 1).await?;
-    let session = client.open_session(&child.child_id).await?;
-    let mut voice = Voice::connect(&client, &session.session_id, None).await?;
-    let metrics_url = format!("{}/metrics", stack.admin_url("stt-service"));
-
     let clips: Vec<(Vec<i16>, usize)> = CLIPS
         .iter()
         .map(|name| {
@@ -65,10 +72,78 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     println!(
-        "{turns} turns over {} clips of 2-3 s, fake LLM first token {} ms",
+        "{turns} turns per mode over {} real clips of 2-3.3 s, fake LLM first token {} ms",
         clips.len(),
         FIRST_TOKEN.as_millis()
     );
+    let mut runs = Vec::new();
+    for mode in MODES {
+        runs.push(measure(mode, turns, &clips).await?);
+    }
+
+    println!(
+        "{:<44} {:>15} {:>15}",
+        "from the last frame of speech, ms", "silence 800 ms", "Smart Turn"
+    );
+    println!("{:<44} {:>7} {:>7} {:>7} {:>7}", "", "p50", "p95", "p50", "p95");
+    let rows: [(&str, Field); 5] = [
+        ("endpoint (TRANSCRIBING)", |t| t.endpoint),
+        ("transcript (stt_result)", |t| t.transcript),
+        ("first sentence (first ai_response.chunk)", |t| t.first_sentence),
+        ("whole reply (ai_response)", |t| t.reply),
+        ("whisper inference (stt-service metrics)", |t| t.inference),
+    ];
+    for (name, field) in rows {
+        print!("{name:<44}");
+        for run in &runs {
+            let values: Vec<f64> = run.turns.iter().map(field).collect();
+            print!(" {:>7.0} {:>7.0}", percentile(&values, 0.5), percentile(&values, 0.95));
+        }
+        println!();
+    }
+    print!("{:<44}", "our overhead (turns transcribed after the end)");
+    let mut p99 = Vec::new();
+    for run in &runs {
+        let overhead: Vec<f64> = run
+            .turns
+            .iter()
+            .filter(|t| t.transcript - t.endpoint >= t.inference)
+            .map(|t| {
+                t.first_sentence - t.endpoint - t.inference - FIRST_TOKEN.as_secs_f64() * 1000.0
+            })
+            .collect();
+        print!(" {:>7.0} {:>7.0}", percentile(&overhead, 0.5), percentile(&overhead, 0.95));
+        p99.push(percentile(&overhead, 0.99));
+    }
+    println!();
+    println!(
+        "our overhead = first sentence - endpoint - inference - {} ms; p99 {:.1} / {:.1} ms",
+        FIRST_TOKEN.as_millis(),
+        p99[0],
+        p99[1]
+    );
+    for (mode, run) in MODES.iter().zip(&runs) {
+        let counters: Vec<String> =
+            run.counters.iter().map(|(name, value)| format!("{name} {value}")).collect();
+        println!("{mode}: {}", counters.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs `turns` turns on a fresh stack with `TURN_MODE=mode`.
+async fn measure(mode: &str, turns: usize, clips: &[(Vec<i16>, usize)]) -> anyhow::Result<Run> {
+    let options = StackOptions {
+        extra_env: vec![("stt-service", "TURN_MODE", mode.to_owned())],
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await;
+    stack.gemini.set_first_token_delay(FIRST_TOKEN);
+    let mut client = Client::new(&stack.http_url());
+    client.exchange(&stack.certs.id_token("bench-parent", "bench@example.com")).await?;
+    let child = client.add_child("Mia", 1).await?;
+    let session = client.open_session(&child.child_id).await?;
+    let mut voice = Voice::connect(&client, &session.session_id, None).await?;
+    let metrics_url = format!("{}/metrics", stack.admin_url("stt-service"));
     let mut results = Vec::new();
     for i in 0..turns {
         let (pcm, speech_end) = &clips[i % clips.len()];
@@ -80,29 +155,23 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     voice.close().await?;
-
-    let column = |f: fn(&Turn) -> f64| -> Vec<f64> { results.iter().map(f).collect() };
-    let overhead: Vec<f64> = results
-        .iter()
-        .map(|t| t.first_sentence - t.endpoint - t.inference - FIRST_TOKEN.as_secs_f64() * 1000.0)
+    let text = reqwest::get(&metrics_url).await?.text().await?;
+    let counters = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("blob_stt_turn_ends_total")
+                || l.starts_with("blob_stt_speculations_total")
+                || l.starts_with("blob_stt_turn_checks_total")
+                || l.starts_with("blob_stt_turn_inference_seconds_sum")
+                || l.starts_with("blob_stt_turn_inference_seconds_count")
+                || l.starts_with("blob_stt_vad_inference_seconds_sum")
+        })
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.trim_start_matches("blob_stt_").to_owned(), value.parse().ok()?))
+        })
         .collect();
-    println!("{:<46} {:>8} {:>8}", "from the last frame of speech, ms", "p50", "p95");
-    for (name, values) in [
-        ("endpoint (TRANSCRIBING)", column(|t| t.endpoint)),
-        ("transcript (stt_result)", column(|t| t.transcript)),
-        ("first sentence (first ai_response.chunk)", column(|t| t.first_sentence)),
-        ("whole reply (ai_response)", column(|t| t.reply)),
-        ("whisper inference (stt-service metrics)", column(|t| t.inference)),
-        ("our overhead", overhead.clone()),
-    ] {
-        println!("{name:<46} {:>8.0} {:>8.0}", percentile(&values, 0.5), percentile(&values, 0.95));
-    }
-    println!(
-        "our overhead = first sentence - endpoint - inference - {} ms; p99 {:.1} ms",
-        FIRST_TOKEN.as_millis(),
-        percentile(&overhead, 0.99)
-    );
-    Ok(())
+    Ok(Run { turns: results, counters })
 }
 
 /// Streams one utterance like a microphone (then silence) and times the turn's events from the

@@ -149,6 +149,14 @@ impl Stack {
                             paths::onnx_file(paths::ONNX_RUNTIME_FILE).display().to_string(),
                         ),
                         ("STT_WORKERS", "2".to_owned()),
+                        (
+                            "TURN_MODEL_PATH",
+                            paths::onnx_file(paths::SMART_TURN_FILE).display().to_string(),
+                        ),
+                        // Most tests speak synthetic espeak clips, which Smart Turn rates as
+                        // unfinished whatever they say: they end turns on the fixed silence.
+                        // The turn-taking tests, on real speech, set TURN_MODE=smart.
+                        ("TURN_MODE", "silence".to_owned()),
                     ],
                     "stt-service",
                 ),

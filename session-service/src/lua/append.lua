@@ -2,6 +2,7 @@
 -- KEYS[1] session:{id}, KEYS[2] suspended:{id}
 -- ARGV[1] caller's user id, ARGV[2] JSON list of turns, ARGV[3] now (RFC 3339)
 -- ARGV[4] session TTL (s), ARGV[5] conversation TTL (s)
+-- ARGV[6] JSON list of the child's pauses to keep with the conversation, or '' to leave them
 -- Returns {'missing'}, {'forbidden'} or {'ok', turn count}.
 local raw = redis.call('GET', KEYS[1])
 local live = true
@@ -32,6 +33,9 @@ if type(conv.turns) ~= 'table' then
 end
 for _, turn in ipairs(cjson.decode(ARGV[2])) do
   table.insert(conv.turns, turn)
+end
+if ARGV[6] ~= '' then
+  conv.pauses_ms = cjson.decode(ARGV[6])
 end
 redis.call('SET', conv_key, cjson.encode(conv), 'EX', ARGV[5])
 if live then

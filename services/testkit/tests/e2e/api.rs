@@ -51,6 +51,7 @@ async fn another_family_reaches_nothing_on_any_route() {
                 created_at_ms: 0,
                 interrupted: false,
             }],
+            pause_profile: None,
         })
         .await
         .unwrap();

@@ -10,4 +10,5 @@ mod limits;
 mod operations;
 mod promise;
 mod shutdown;
+mod turns;
 mod voice;

@@ -1,0 +1,169 @@
+//! Ending a child's turn: when the child has been silent for a short pause, Smart Turn judges
+//! from the audio whether they have finished; if not, a longer silence (the backstop) ends the
+//! turn anyway. Both silences adapt to the child's own pauses.
+//!
+//! # How the pauses adapt
+//! The segmenter records each pause *inside* a turn: a silence of at least 96 ms after which the
+//! same child spoke again before the turn ended. A turn the model ended that the child picks up
+//! again within [`CUT_OFF_MS`] also counts, as a pause of the silence before the model's verdict
+//! plus the gap: the model misjudged it. The last [`KEPT_PAUSES`] pauses are kept with the
+//! conversation, so a reconnect (or the next day's session on the same conversation) starts from
+//! them. Once at least [`MIN_PAUSES`] are known:
+//! - the short pause before asking the model is the child's median pause, clamped to between
+//!   the configured `TURN_PAUSE_MS` and three times it: a child who routinely stops for 400 ms
+//!   mid-sentence is not asked "finished?" (nor transcribed speculatively) in every such stop;
+//! - the backstop is the child's 90th-percentile pause plus 500 ms, clamped to between 1 s and
+//!   3 s: a quick speaker is answered sooner when the model is unsure, and a child who
+//!   searches for words for a second and a half is not cut off.
+//!
+//! With fewer pauses known, the configured values apply.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::smart_turn::SmartTurn;
+
+/// Pauses kept per conversation.
+pub const KEPT_PAUSES: usize = 32;
+/// Pauses needed before the silences adapt.
+pub const MIN_PAUSES: usize = 5;
+/// Shortest silence inside a turn that counts as a pause.
+pub const MIN_PAUSE_MS: u32 = 96;
+/// A turn the model ended that speech resumes within this long was cut off.
+pub const CUT_OFF_MS: u32 = 1000;
+/// Margin added to the child's long pauses for the backstop.
+const BACKSTOP_MARGIN_MS: u32 = 500;
+/// Bounds of the adapted backstop.
+const BACKSTOP_RANGE_MS: (u32, u32) = (1000, 3000);
+
+/// End-of-turn settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnConfig {
+    /// `TURN_PAUSE_MS` (default 200): silence after which the model is asked whether the turn
+    /// is complete (and the turn so far is transcribed speculatively).
+    pub pause_ms: u32,
+    /// `TURN_MAX_SILENCE_MS` (default 2000): silence that ends the turn whatever the model said.
+    pub max_silence_ms: u32,
+    /// `TURN_THRESHOLD` (default 0.5): the model's probability that ends the turn at a pause.
+    pub threshold: f32,
+    /// `TURN_ADAPT` (default true): fit both silences to the child's pauses.
+    pub adapt: bool,
+    /// `TURN_SPECULATE` (default true): transcribe at the pause when the model is unsure.
+    pub speculate: bool,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self { pause_ms: 200, max_silence_ms: 2000, threshold: 0.5, adapt: true, speculate: true }
+    }
+}
+
+/// A child's recent pauses inside turns, in milliseconds, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PauseProfile {
+    pauses: VecDeque<u32>,
+}
+
+impl PauseProfile {
+    /// A profile from stored pauses (the newest [`KEPT_PAUSES`] are kept).
+    pub fn from_pauses(pauses: &[u32]) -> Self {
+        let mut profile = Self::default();
+        for &pause in pauses {
+            profile.observe(pause);
+        }
+        profile
+    }
+
+    /// The pauses to store, oldest first.
+    pub fn pauses(&self) -> Vec<u32> {
+        self.pauses.iter().copied().collect()
+    }
+
+    /// Records one pause.
+    pub fn observe(&mut self, pause_ms: u32) {
+        if self.pauses.len() == KEPT_PAUSES {
+            self.pauses.pop_front();
+        }
+        self.pauses.push_back(pause_ms.min(10_000));
+    }
+
+    /// The silence after which the model is asked.
+    pub fn pause_ms(&self, config: &TurnConfig) -> u32 {
+        match self.percentile(50) {
+            Some(median) if config.adapt => median.clamp(config.pause_ms, 3 * config.pause_ms),
+            _ => config.pause_ms,
+        }
+    }
+
+    /// The silence that ends the turn whatever the model said.
+    pub fn max_silence_ms(&self, config: &TurnConfig) -> u32 {
+        match self.percentile(90) {
+            Some(long) if config.adapt => {
+                (long + BACKSTOP_MARGIN_MS).clamp(BACKSTOP_RANGE_MS.0, BACKSTOP_RANGE_MS.1)
+            }
+            _ => config.max_silence_ms,
+        }
+    }
+
+    /// The `p`th percentile (nearest rank), once enough pauses are known.
+    fn percentile(&self, p: usize) -> Option<u32> {
+        if self.pauses.len() < MIN_PAUSES {
+            return None;
+        }
+        let mut sorted: Vec<u32> = self.pauses.iter().copied().collect();
+        sorted.sort_unstable();
+        let rank = (p * sorted.len()).div_ceil(100).max(1);
+        Some(sorted[rank - 1])
+    }
+}
+
+/// The model and one stream's settings and pauses.
+#[derive(Debug)]
+pub struct TurnDetector {
+    /// The shared end-of-turn model.
+    pub model: Arc<SmartTurn>,
+    /// Settings.
+    pub config: TurnConfig,
+    /// The child's pauses so far.
+    pub profile: PauseProfile,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_hold_until_enough_pauses_are_known() {
+        let config = TurnConfig::default();
+        let mut profile = PauseProfile::from_pauses(&[900, 900, 900, 900]);
+        assert_eq!(profile.pause_ms(&config), 200);
+        assert_eq!(profile.max_silence_ms(&config), 2000);
+        profile.observe(900);
+        assert_eq!(profile.pause_ms(&config), 600, "the median, at most three times 200");
+        assert_eq!(profile.max_silence_ms(&config), 1400);
+    }
+
+    #[test]
+    fn quick_speakers_get_a_shorter_backstop_and_slow_ones_a_longer_one() {
+        let config = TurnConfig::default();
+        let quick = PauseProfile::from_pauses(&[120, 150, 130, 180, 160, 140]);
+        assert_eq!(quick.pause_ms(&config), 200);
+        assert_eq!(quick.max_silence_ms(&config), 1000);
+        let slow = PauseProfile::from_pauses(&[300, 1800, 400, 2600, 500, 350, 1200, 2400, 450]);
+        assert_eq!(slow.pause_ms(&config), 500);
+        assert_eq!(slow.max_silence_ms(&config), 3000);
+        let off = TurnConfig { adapt: false, ..config };
+        assert_eq!(slow.pause_ms(&off), 200);
+        assert_eq!(slow.max_silence_ms(&off), 2000);
+    }
+
+    #[test]
+    fn only_the_newest_pauses_are_kept() {
+        let mut profile = PauseProfile::from_pauses(&[5000; KEPT_PAUSES]);
+        for _ in 0..KEPT_PAUSES {
+            profile.observe(200);
+        }
+        assert_eq!(profile.pauses(), vec![200; KEPT_PAUSES]);
+        assert_eq!(PauseProfile::from_pauses(&[60_000]).pauses(), vec![10_000]);
+    }
+}
