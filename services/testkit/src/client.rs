@@ -178,6 +178,13 @@ impl VoiceSocket {
                 Some(Ok(Message::Text(text))) => {
                     let value: serde_json::Value =
                         serde_json::from_str(&text).expect("text messages are JSON");
+                    // Every message any test sees must be one the client library types: the
+                    // catalogue (`docs/ws-messages.md`) and `blob-client` cannot drift apart.
+                    let typed = blob_client::Message::parse(value.clone());
+                    assert!(
+                        typed.is_some_and(|m| !matches!(m.event, blob_client::Event::Other { .. })),
+                        "a message blob-client does not know: {value}"
+                    );
                     self.received.push(value.clone());
                     return Some(Ok(value));
                 }
