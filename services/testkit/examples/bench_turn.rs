@@ -30,12 +30,12 @@ use blob_testkit::audio::read_wav;
 use blob_testkit::paths::speech_clip;
 use blob_testkit::stack::{Stack, StackOptions};
 
-/// Real recordings of 2–3.3 s.
+/// Real recordings of 2.4–3.5 s.
 const CLIPS: [&str; 5] = [
     "speech/ps_goforward.wav",
     "speech/ps_tidigits_dhd_2934z.wav",
     "speech/ps_librivox_sas01_0880.wav",
-    "speech/ps_cards_002.wav",
+    "speech/ps_cards_005.wav",
     "speech/ps_librivox_sas01_0930.wav",
 ];
 const FIRST_TOKEN: Duration = Duration::from_millis(300);
@@ -52,6 +52,8 @@ struct Turn {
     first_sentence: f64,
     reply: f64,
     inference: f64,
+    /// Audio streamed for the turn, in seconds (20 ms frames sent).
+    audio: f64,
 }
 
 /// One mode's turns and the stt-service's turn counters afterwards.
@@ -72,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     println!(
-        "{turns} turns per mode over {} real clips of 2-3.3 s, fake LLM first token {} ms",
+        "{turns} turns per mode over {} real clips of 2.4-3.5 s, fake LLM first token {} ms",
         clips.len(),
         FIRST_TOKEN.as_millis()
     );
@@ -123,9 +125,25 @@ async fn main() -> anyhow::Result<()> {
         p99[1]
     );
     for (mode, run) in MODES.iter().zip(&runs) {
-        let counters: Vec<String> =
-            run.counters.iter().map(|(name, value)| format!("{name} {value}")).collect();
-        println!("{mode}: {}", counters.join(", "));
+        let counter = |name: &str| {
+            run.counters.iter().find(|(n, _)| n == name).map_or(0.0, |(_, value)| *value)
+        };
+        let audio: f64 = run.turns.iter().map(|t| t.audio).sum();
+        let calls = counter("turn_inference_seconds_count");
+        println!(
+            "{mode}: {audio:.0} s of audio streamed; Silero {:.1}% and Smart Turn {:.1}% of one \
+             core per stream ({calls:.0} calls, {:.0} ms each)",
+            100.0 * counter("vad_inference_seconds_sum") / audio,
+            100.0 * counter("turn_inference_seconds_sum") / audio,
+            if calls > 0.0 { 1000.0 * counter("turn_inference_seconds_sum") / calls } else { 0.0 },
+        );
+        let counters: Vec<String> = run
+            .counters
+            .iter()
+            .filter(|(name, _)| name.ends_with("_total") || name.contains("_total{"))
+            .map(|(name, value)| format!("{name} {value}"))
+            .collect();
+        println!("  {}", counters.join(", "));
     }
     Ok(())
 }
@@ -148,7 +166,9 @@ async fn measure(mode: &str, turns: usize, clips: &[(Vec<i16>, usize)]) -> anyho
     for i in 0..turns {
         let (pcm, speech_end) = &clips[i % clips.len()];
         let inference_before = inference_sum(&metrics_url).await?;
-        let turn = run_turn(&mut voice, pcm, *speech_end).await?;
+        let turn = run_turn(&mut voice, pcm, *speech_end)
+            .await
+            .map_err(|err| err.context(format!("{mode}: {}", CLIPS[i % clips.len()])))?;
         let inference = inference_sum(&metrics_url).await? - inference_before;
         results.push(Turn { inference, ..turn });
         // Let the turn settle (IDLE) before the next utterance.
@@ -184,6 +204,7 @@ async fn run_turn(voice: &mut Voice, pcm: &[i16], speech_end: usize) -> anyhow::
     let frames: Vec<&[i16]> = pcm.chunks(FRAME).collect();
     for i in 0..1000usize {
         voice.send_pcm(frames.get(i).copied().unwrap_or(&silence)).await?;
+        turn.audio += 0.02;
         if i == speech_end {
             last_speech = Some(Instant::now());
         }
