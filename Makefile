@@ -29,7 +29,7 @@ bench-turn: model-onnx ## Turn latency over the real stack with a 300 ms-first-t
 	cargo build --workspace --bins
 	cargo run -q -p blob-testkit --example bench_turn -- $${BENCH_TURNS:-30}
 
-bench-capacity: model-onnx ## Gateway capacity: idle sockets, then 50-400 real-time audio sockets for 10 s each
+bench-capacity: model-onnx ## Gateway capacity on a core of its own: idle sockets, then 50-400 real-time audio sockets for 10 s each
 	cargo build --workspace --bins
 	cargo run -q -p blob-testkit --example bench_capacity -- $${BENCH_SECONDS:-10} $${BENCH_SOCKETS:-50 100 200 400}
 

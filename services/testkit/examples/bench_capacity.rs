@@ -4,8 +4,13 @@
 //! (sent without an acknowledgement, or counted lost by the gateway), and the gateway's CPU
 //! (share of one core) and RSS per socket; then the RSS per idle connected socket.
 //!
-//! The whole stack runs (the recogniser will be saturated by this much speech: turns it sheds
-//! come back as `STT_BUSY` and are counted, the audio path is what is measured).
+//! The whole stack runs, but the gateway is measured on a core of its own: this process (the
+//! load generator), Redis and the other services are pinned to the last CPU and the gateway to
+//! the first (`taskset`), so the figures are per gateway core rather than what is left of a
+//! machine shared with whisper. The recogniser runs its light mode (the energy gate, the fixed
+//! silence, one whisper worker with no queue): this much speech saturates whisper anyway, the
+//! turns it sheds come back as `STT_BUSY` and are counted, and the audio path is what is
+//! measured.
 //!
 //! ```text
 //! cargo run -p blob-testkit --example bench_capacity -- [SECONDS] [N ...]
@@ -40,11 +45,15 @@ async fn main() -> anyhow::Result<()> {
     if steps.is_empty() {
         steps = vec![50, 100, 200, 400];
     }
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus >= 2 {
+        // Everything started from here inherits the last CPU; the gateway moves to the first.
+        pin(std::process::id(), &(cpus - 1).to_string())?;
+    }
     let mut stack = Stack::start(StackOptions {
         extra_env: vec![
             ("gateway", "RATE_LIMIT_PER_MINUTE", "100000".to_owned()),
-            // One core for whisper, which this much speech saturates; the other is shared by
-            // the gateway, the session-service, Redis and this load generator.
+            ("stt-service", "VAD_MODE", "energy".to_owned()),
             ("stt-service", "STT_WORKERS", "1".to_owned()),
             ("stt-service", "STT_QUEUE_DEPTH", "0".to_owned()),
         ],
@@ -52,6 +61,15 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let gateway_pid = stack.process("gateway").pid().expect("the gateway runs");
+    if cpus >= 2 {
+        pin(gateway_pid, "0")?;
+        println!(
+            "gateway pinned to CPU 0; load generator, Redis and the other services to CPU {}",
+            cpus - 1
+        );
+    } else {
+        println!("one CPU: the gateway shares it with everything else");
+    }
     let speech = read_wav(&speech_clip("test-audio/utt2.wav"));
     let mut pattern = speech.clone();
     pattern.extend(std::iter::repeat_n(0i16, 16_000 * 3));
@@ -138,6 +156,16 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
+    Ok(())
+}
+
+/// Pins every thread of process `pid` (and the threads it starts later) to `cpus`.
+fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "taskset -a -p -c {cpus} {pid} failed");
     Ok(())
 }
 
