@@ -95,6 +95,12 @@ impl Engine {
         })
     }
 
+    /// Whether a worker is free now (speculative work only starts then, so it never queues
+    /// ahead of, or sheds, another child's finished turn).
+    pub fn has_idle_worker(&self) -> bool {
+        self.permits.available_permits() > 0
+    }
+
     /// Transcribes 16 kHz mono PCM: [`TranscribeError::Busy`] at once when the queue is full,
     /// else waits for a free worker and runs on a blocking thread.
     ///

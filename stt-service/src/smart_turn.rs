@@ -192,7 +192,7 @@ impl SmartTurn {
     }
 
     /// Probability (0..1) that the turn ending with `pcm` is complete. Blocks for about
-    /// 20–40 ms of one core: call it off the async runtime.
+    /// 60 ms of one core (the features take 5 ms of it): call it off the async runtime.
     pub fn probability(&self, pcm: &[i16]) -> anyhow::Result<f32> {
         let started = std::time::Instant::now();
         let result = self.run(&features(pcm));

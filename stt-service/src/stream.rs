@@ -343,6 +343,11 @@ async fn transcribe_in_order(
                 if let Some(stale) = pending.take() {
                     stale.withdraw(&settings.metrics);
                 }
+                if !engine.has_idle_worker() {
+                    // Guesses wait for nobody: the turn is transcribed when it ends.
+                    SttMetrics::count(&settings.metrics.speculations, "outcome", "busy");
+                    continue;
+                }
                 let span = tracing::info_span!(
                     "stt.speculation",
                     utterance_id,

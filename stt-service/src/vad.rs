@@ -384,7 +384,8 @@ impl Segmenter {
                 *speculation = offer;
             }
             if let Some(id) = offer {
-                let utterance = self.utterance(EndReason::Turn, false);
+                // Confirmed, it would end at the backstop.
+                let utterance = self.utterance(EndReason::Backstop, false);
                 out.push(SegmentEvent::Paused { speculation: id, utterance });
             }
         } else if silence_run_ms >= turn.profile.max_silence_ms(&turn.config) {
