@@ -238,3 +238,34 @@ fn an_unsure_pause_that_stays_silent_ends_at_the_backstop_with_the_speculation_c
     // The backstop came 2 s after the last word: 1.94 s of speech, 2 s, a frame's rounding.
     assert!((3900..4100).contains(&found[0].end_offset_ms), "{}", found[0].end_offset_ms);
 }
+
+/// A turn the model ended that the child picks up again within a second was cut off: it is
+/// counted, and the silence before the verdict plus the gap joins the child's pauses, so the
+/// next turns wait longer for this child.
+#[test]
+fn a_turn_picked_up_again_within_a_second_counts_as_cut_off() {
+    let metrics = SttMetrics::default();
+    let model = SmartTurn::load(
+        &onnx_file(ONNX_RUNTIME_FILE),
+        &onnx_file(SMART_TURN_FILE),
+        1,
+        metrics.clone(),
+    )
+    .expect("Smart Turn loads");
+    // A finished sentence, then the same again ("Go forward ten meters."): the clip's own
+    // quiet at its end and start (about 0.3 s and 0.45 s) and 100 ms between them.
+    let mut pcm = clip("ps_goforward.wav");
+    pcm.extend(silence(100));
+    pcm.extend(clip("ps_goforward.wav"));
+    pcm.extend(silence(3000));
+    let events = segment(&pcm, Some(detector(&model)), SegmenterConfig::default());
+    let found = utterances(&events);
+    assert_eq!(found.len(), 2, "{events:?}");
+    assert_eq!(found[0].reason, EndReason::Turn);
+    assert_eq!(metrics.turn_cut_offs.get(), 1);
+    let pauses = found[1].pauses.clone().expect("pauses are reported");
+    assert!(
+        pauses.iter().any(|p| (400..=1200).contains(p)),
+        "the verdict's silence and the gap are learnt as one pause: {pauses:?}"
+    );
+}
