@@ -58,8 +58,10 @@ enum Command {
         /// Send the audio as fast as possible instead of in real time.
         #[arg(long)]
         fast: bool,
-        /// Silence sent after the file, in milliseconds (the end of the turn needs some).
-        #[arg(long, default_value_t = 1500)]
+        /// Silence sent after the file, in milliseconds, or until Blob answers: the end of the
+        /// turn needs some (up to the recogniser's 2 s backstop when it judges the turn
+        /// unfinished).
+        #[arg(long, default_value_t = 2500)]
         silence_ms: usize,
         /// Seconds to wait for Blob's answer after the audio.
         #[arg(long, default_value_t = 30)]
@@ -257,9 +259,15 @@ async fn talk(
     }
     printer.last_word = Some(started.elapsed());
     println!("[{:>6} ms] (last word sent)", started.elapsed().as_millis());
-    let silence = vec![0i16; silence_ms * 16];
-    if let Some(code) = voice.send_audio(&silence, 20, pace, |m| printer.print(m)).await? {
-        bail!("the socket closed ({code:?})");
+    // Silence as a microphone sends it, in 100 ms steps, until the answer is complete.
+    let step = vec![0i16; 1600];
+    for _ in 0..silence_ms.div_ceil(100) {
+        if printer.done {
+            break;
+        }
+        if let Some(code) = voice.send_audio(&step, 20, pace, |m| printer.print(m)).await? {
+            bail!("the socket closed ({code:?})");
+        }
     }
     // Then until Blob's whole answer (or a rejection), or the wait is over.
     let until = Instant::now() + wait;
