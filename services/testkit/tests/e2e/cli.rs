@@ -124,7 +124,11 @@ async fn the_browser_console_talks_to_blob() {
         println!("SKIPPED the_browser_console_talks_to_blob: no chromium or playwright-core");
         return;
     }
-    let stack = Stack::start(local_mode()).await;
+    // As `make run` serves it: local sign-in and the production end of turn (Smart Turn), which
+    // the real speech below lets decide.
+    let mut options = local_mode();
+    options.extra_env.push(("stt-service", "TURN_MODE", "smart".to_owned()));
+    let stack = Stack::start(options).await;
     let artifacts = root.join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("console.png");
