@@ -1,10 +1,11 @@
 //! One voice connection's stream: validate the messages, segment the audio, transcribe each
 //! utterance in order, and apply the quality gates.
 //!
-//! When the end-of-turn model leaves a pause undecided, the turn so far is transcribed at once,
-//! speculatively, while the audio goes on. If the turn then ends with nothing more said, that
-//! transcript is the utterance's (a hit: it is ready when the backstop ends the turn); if the
-//! child speaks again, it is stopped and dropped (a miss), and nothing of it reaches the client.
+//! When the child pauses, the turn so far is transcribed at once, speculatively, while the
+//! end-of-turn model decides and the audio goes on. If the turn then ends with nothing more
+//! said, that transcript is the utterance's (a hit: it is under way when the model ends the turn,
+//! and ready when the backstop does); if the child speaks again, it is stopped and dropped (a
+//! miss), and nothing of it reaches the client.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -40,7 +40,7 @@ const BACKSTOP_RANGE_MS: (u32, u32) = (1000, 3000);
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnConfig {
     /// `TURN_PAUSE_MS` (default 200): silence after which the model is asked whether the turn
-    /// is complete (and the turn so far is transcribed speculatively).
+    /// is complete; half of it starts the speculative transcription.
     pub pause_ms: u32,
     /// `TURN_MAX_SILENCE_MS` (default 2000): silence that ends the turn whatever the model said.
     pub max_silence_ms: u32,
@@ -48,7 +48,8 @@ pub struct TurnConfig {
     pub threshold: f32,
     /// `TURN_ADAPT` (default true): fit both silences to the child's pauses.
     pub adapt: bool,
-    /// `TURN_SPECULATE` (default true): transcribe at the pause when the model is unsure.
+    /// `TURN_SPECULATE` (default true): transcribe the turn so far at each pause, before it is
+    /// known to be over.
     pub speculate: bool,
 }
 

@@ -9,11 +9,11 @@
 //! Speech starts after a few speech frames in a row (so a click doesn't count) and the utterance
 //! keeps a pre-roll of the audio before that, so the first syllable isn't clipped. Without a turn
 //! detector it ends after a run of non-speech frames as long as the silence setting. With one
-//! ([`TurnDetector`]), the end-of-turn model is asked at the first short pause: a complete turn
-//! ends there; otherwise the turn so far is offered for a speculative transcription
-//! ([`SegmentEvent::Paused`]), withdrawn if the child goes on ([`SegmentEvent::Resumed`]), and a
-//! longer silence (the backstop) ends the turn. Every utterance also ends at the maximum length,
-//! or when the client flushes.
+//! ([`TurnDetector`]), half-way through the short pause the turn so far is offered for a
+//! speculative transcription ([`SegmentEvent::Paused`]), withdrawn if the child goes on
+//! ([`SegmentEvent::Resumed`]); at the short pause the end-of-turn model is asked: a complete
+//! turn ends there, otherwise a longer silence (the backstop) ends it. Every utterance also ends
+//! at the maximum length, or when the client flushes.
 
 use std::collections::VecDeque;
 
@@ -119,8 +119,8 @@ pub enum SegmentEvent {
         /// Milliseconds since the stream's first sample.
         offset_ms: u64,
     },
-    /// The child paused and the end-of-turn model was unsure: the turn so far, as it would be
-    /// if it ended here, for a speculative transcription.
+    /// The child paused (half the short pause): the turn so far, as it would be if it ended
+    /// here, for a speculative transcription.
     Paused {
         /// Identifies this speculation within the stream.
         speculation: u32,
@@ -367,7 +367,24 @@ impl Segmenter {
             }
             return;
         };
-        if !checked && silence_run_ms >= turn.profile.pause_ms(&turn.config) {
+        let pause_ms = turn.profile.pause_ms(&turn.config);
+        let max_silence_ms = turn.profile.max_silence_ms(&turn.config);
+        let speculate = turn.config.speculate;
+        if speculate && speculation.is_none() && !checked && silence_run_ms >= pause_ms / 2 {
+            // Half-way through the short pause the turn so far starts transcribing, so that
+            // whisper runs while the model decides (and a backstop finds it ready).
+            self.speculations += 1;
+            let id = self.speculations;
+            if let State::Speaking { speculation, .. } = &mut self.state {
+                *speculation = Some(id);
+            }
+            // Confirmed, it ends at the model's verdict or the backstop.
+            let utterance = self.utterance(EndReason::Turn, false);
+            out.push(SegmentEvent::Paused { speculation: id, utterance });
+            return;
+        }
+        let Some(turn) = &self.turn else { return };
+        if !checked && silence_run_ms >= pause_ms {
             // The model hears the turn from its pre-roll to now, pause included.
             let verdict = turn.model.judge(&self.current, turn.config.threshold);
             if verdict == Verdict::Complete {
@@ -375,20 +392,10 @@ impl Segmenter {
                 self.finish(EndReason::Turn, out);
                 return;
             }
-            let offer = turn.config.speculate.then(|| {
-                self.speculations += 1;
-                self.speculations
-            });
-            if let State::Speaking { checked, speculation, .. } = &mut self.state {
+            if let State::Speaking { checked, .. } = &mut self.state {
                 *checked = true;
-                *speculation = offer;
             }
-            if let Some(id) = offer {
-                // Confirmed, it would end at the backstop.
-                let utterance = self.utterance(EndReason::Backstop, false);
-                out.push(SegmentEvent::Paused { speculation: id, utterance });
-            }
-        } else if silence_run_ms >= turn.profile.max_silence_ms(&turn.config) {
+        } else if silence_run_ms >= max_silence_ms {
             self.finish(EndReason::Backstop, out);
         } else if length_ms >= self.config.max_utterance_ms {
             self.finish(EndReason::MaxLength, out);

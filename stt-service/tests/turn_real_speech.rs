@@ -145,7 +145,8 @@ fn silence(ms: usize) -> impl Iterator<Item = i16> {
 }
 
 /// A finished sentence ends the turn at the short pause: about 200 ms after the last word
-/// rather than at the 2 s backstop (or the fixed 800 ms).
+/// rather than at the 2 s backstop (or the fixed 800 ms), with the transcription started
+/// half-way through the pause confirmed.
 #[test]
 fn a_finished_sentence_ends_the_turn_well_before_the_backstop() {
     let model = smart_turn();
@@ -165,7 +166,14 @@ fn a_finished_sentence_ends_the_turn_well_before_the_backstop() {
             "{name}: ended at {} ms, the clip is {speech_ms} ms",
             utterance.end_offset_ms
         );
-        assert!(!events.iter().any(|e| matches!(e, SegmentEvent::Paused { .. })));
+        // The transcription started half-way through the last pause is the one confirmed
+        // (longer gaps between words may have started and withdrawn earlier ones).
+        let offered = events.iter().rev().find_map(|e| match e {
+            SegmentEvent::Paused { speculation, .. } => Some(*speculation),
+            _ => None,
+        });
+        assert!(offered.is_some(), "{name}: speculation started at the pause");
+        assert_eq!(utterance.speculation, offered, "{name}");
     }
 }
 
@@ -234,7 +242,10 @@ fn an_unsure_pause_that_stays_silent_ends_at_the_backstop_with_the_speculation_c
         panic!("no speculation offered: {events:?}");
     };
     assert_eq!(found[0].speculation, Some(*speculation));
-    assert_eq!(utterance.samples, found[0].samples, "the speculation heard the same audio");
+    // The speculation heard the same speech; the final audio only keeps a little more of the
+    // silence after it.
+    assert!(found[0].samples.starts_with(&utterance.samples));
+    assert!(found[0].samples.len() - utterance.samples.len() <= 200 * 16);
     // The backstop came 2 s after the last word: 1.94 s of speech, 2 s, a frame's rounding.
     assert!((3900..4100).contains(&found[0].end_offset_ms), "{}", found[0].end_offset_ms);
 }
