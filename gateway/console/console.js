@@ -15,9 +15,6 @@ const state = {
   holding: false,
   paused: false,
   reply: null,
-  // Silence sent after letting go, until the recogniser closes the turn.
-  trailing: null,
-  turnClosed: false,
 };
 
 function showError(message) {
@@ -180,7 +177,6 @@ function handle(message) {
       break;
     case "conversation.state":
       $("state").textContent = payload.state;
-      if (payload.state !== "LISTENING" && payload.state !== "IDLE") state.turnClosed = true;
       break;
     case "stt_result":
       line("child", payload.transcript);
@@ -297,8 +293,6 @@ async function press(event) {
   try {
     const audio = await openMicrophone();
     await audio.context.resume();
-    stopTrailing();
-    state.turnClosed = false;
     state.holding = true;
     $("hold").classList.add("active");
     $("hold").textContent = "Listening… release when done";
@@ -313,24 +307,9 @@ function release(event) {
   state.holding = false;
   $("hold").classList.remove("active");
   $("hold").textContent = "Hold to talk";
-  // Letting go is the end of the turn: silence, paced like a quiet microphone, until the
-  // recogniser closes the turn, for at most 2.5 s (its longest wait, the backstop, is 2 s).
-  stopTrailing();
-  const silence = new Float32Array(320);
-  let sent = 0;
-  state.trailing = setInterval(() => {
-    if (state.turnClosed || sent >= 125) {
-      stopTrailing();
-      return;
-    }
-    sendSamples(silence);
-    sent += 1;
-  }, 20);
-}
-
-function stopTrailing() {
-  if (state.trailing !== null) clearInterval(state.trailing);
-  state.trailing = null;
+  // Letting go is the end of the turn: the recogniser ends it now rather than at the silence
+  // that would end it (every frame already sent comes first).
+  send("turn.end");
 }
 
 $("hold").addEventListener("pointerdown", press);

@@ -87,7 +87,7 @@ pub enum Event {
     },
     /// The server's heartbeat (the client answers `pong`; [`crate::Voice`] does).
     Ping,
-    /// The answer to a request (`pong`, `pause`, `resume`, `playback.progress`).
+    /// The answer to a request (`pong`, `pause`, `resume`, `playback.progress`, `turn.end`).
     Response {
         /// The request's action.
         action: String,

@@ -120,7 +120,13 @@ impl Voice {
         Ok(None)
     }
 
-    /// Sends a JSON request (`ping`, `pause`, `resume`, `playback.progress`).
+    /// Says the child is done speaking (`turn.end`): the turn ends now rather than at the
+    /// end-of-turn silence.
+    pub async fn end_turn(&mut self) -> Result<(), Error> {
+        self.request("turn.end", json!({})).await
+    }
+
+    /// Sends a JSON request (`ping`, `pause`, `resume`, `playback.progress`, `turn.end`).
     pub async fn request(&mut self, action: &str, payload: Value) -> Result<(), Error> {
         let message = json!({
             "type": "request", "action": action, "payload": payload,

@@ -737,6 +737,7 @@ impl Connection {
             ("request", "playback.progress") => {
                 self.on_playback(&inbound.payload, request_id).await
             }
+            ("request", "turn.end") => self.end_turn(request_id).await,
             ("request", action) => {
                 let message = format!("unknown action {action:?}");
                 self.send(self.stamp.error("UNKNOWN_ACTION", &message, request_id)).await
@@ -832,6 +833,21 @@ impl Connection {
         }
         let payload = serde_json::json!({ "request_id": turn_id, "chars_spoken": chars });
         self.send(self.stamp.response("playback.progress", payload, request_id)).await
+    }
+
+    /// `turn.end`: the child is done (a push-to-talk button let go). The recogniser ends the
+    /// utterance in progress at once, after every frame sent before the request, rather than
+    /// waiting for the silence that would end it.
+    async fn end_turn(&mut self, request_id: Option<&str>) -> Result<(), Stop> {
+        let flush = stt::TranscribeRequest {
+            message: Some(stt::transcribe_request::Message::Flush(stt::Flush {})),
+        };
+        let flushed = match &self.audio {
+            Some(audio) => audio.send(flush).await.is_ok(),
+            None => false,
+        };
+        let payload = serde_json::json!({ "flushed": flushed });
+        self.send(self.stamp.response("turn.end", payload, request_id)).await
     }
 
     async fn pause_request(

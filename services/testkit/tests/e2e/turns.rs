@@ -14,6 +14,7 @@ use blob_testkit::paths::speech_clip;
 use blob_testkit::stack::{Stack, StackOptions};
 
 const TURN: Duration = Duration::from_secs(90);
+const QUICK: Duration = Duration::from_secs(10);
 
 fn smart_turns() -> StackOptions {
     StackOptions {
@@ -140,5 +141,68 @@ async fn a_mid_sentence_pause_gives_one_reply_and_is_kept_with_the_conversation(
     let after = stored_pauses(&stack, &session.active_conversation_id, pauses.len() + 1).await;
     assert!(after.len() > pauses.len(), "a pause was added: {pauses:?} then {after:?}");
     assert_eq!(&after[..pauses.len()], &pauses[..], "after the stored ones: {after:?}");
+    voice.close().await.unwrap();
+}
+
+/// `turn.end` (a push-to-talk button let go) ends the turn at once: with no silence after the
+/// speech, nothing would end it. While paused there is no turn to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_end_closes_the_turn_without_waiting_for_silence() {
+    let stack = Stack::start(smart_turns()).await;
+    let mut client = Client::new(&stack.http_url());
+    client.local_sign_in("presser@example.com").await.unwrap();
+    let child = client.add_child("Ada", 1).await.unwrap();
+    let session = client.open_session(&child.child_id).await.unwrap();
+    let mut voice = Voice::connect(&client, &session.session_id, None).await.unwrap();
+
+    // "The truck righted", cut at the gap after it: unfinished, and no silence follows.
+    let speech = read_wav(&speech_clip("speech/mfa_english_t.wav"));
+    let mut received = Vec::new();
+    voice
+        .send_audio(&speech[..30_976], 20, Pace::Fast, |m| received.push(m.clone()))
+        .await
+        .unwrap();
+    let early = voice
+        .wait_for(
+            Duration::from_secs(2),
+            |e| matches!(e, Event::SttResult { .. }),
+            |m| received.push(m.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(early.is_none(), "the turn is still open: {early:?}");
+
+    voice.end_turn().await.unwrap();
+    let answer = voice
+        .wait_for(
+            TURN,
+            |e| matches!(e, Event::Response { action, .. } if action == "turn.end"),
+            |m| received.push(m.clone()),
+        )
+        .await
+        .unwrap()
+        .expect("an answer to turn.end");
+    assert_eq!(answer.raw["payload"]["flushed"], true, "{}", answer.raw);
+    let result = voice
+        .wait_for(TURN, |e| matches!(e, Event::SttResult { .. }), |m| received.push(m.clone()))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no transcript: {received:#?}"));
+    let Event::SttResult { transcript, .. } = &result.event else { unreachable!() };
+    assert!(normalize(transcript).contains("truck"), "{transcript}");
+
+    // Paused, the speech stream is closed: nothing to end.
+    voice.pause().await.unwrap();
+    voice.end_turn().await.unwrap();
+    let answer = voice
+        .wait_for(
+            QUICK,
+            |e| matches!(e, Event::Response { action, .. } if action == "turn.end"),
+            |_| {},
+        )
+        .await
+        .unwrap()
+        .expect("an answer to turn.end");
+    assert_eq!(answer.raw["payload"]["flushed"], false, "{}", answer.raw);
     voice.close().await.unwrap();
 }
