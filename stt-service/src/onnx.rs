@@ -1,7 +1,8 @@
 //! ONNX Runtime, loaded once per process from its shared library (`ORT_DYLIB_PATH`).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use anyhow::{Context as _, anyhow};
 use ort::environment::Environment;
@@ -47,4 +48,38 @@ pub fn session(environment: &Environment, model: &Path) -> anyhow::Result<Sessio
     };
     let mut builder = configure().map_err(|err| anyhow!("configuring an ONNX session: {err}"))?;
     builder.commit_from_file(model).with_context(|| format!("loading {}", model.display()))
+}
+
+/// One model loaded into a few single-threaded sessions: calls on different sessions run in
+/// parallel, one per worker.
+pub struct SessionPool {
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for SessionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPool").field("sessions", &self.sessions.len()).finish()
+    }
+}
+
+impl SessionPool {
+    /// Loads the runtime (once per process) and `model` into `count` sessions (at least one).
+    pub fn load(runtime: &Path, model: &Path, count: usize) -> anyhow::Result<Self> {
+        let environment = init(runtime)?;
+        let sessions = (0..count.max(1))
+            .map(|_| session(environment, model).map(Mutex::new))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { sessions, next: AtomicUsize::new(0) })
+    }
+
+    /// Any free session; if all are busy, waits on one in turn.
+    pub fn acquire(&self) -> anyhow::Result<MutexGuard<'_, Session>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.sessions.len();
+        (0..count)
+            .find_map(|i| self.sessions[(start + i) % count].try_lock().ok())
+            .map_or_else(|| self.sessions[start % count].lock(), Ok)
+            .map_err(|_| anyhow!("an ONNX session panicked"))
+    }
 }

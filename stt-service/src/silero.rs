@@ -6,14 +6,13 @@
 //! silero-vad package's `OnnxWrapper` feeds it. One call takes about 0.15 ms of one core.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::metrics::SttMetrics;
+use crate::onnx::SessionPool;
 
 /// Samples in one chunk the model takes at 16 kHz.
 pub const CHUNK_SAMPLES: usize = 512;
@@ -25,16 +24,10 @@ const SAMPLE_RATE: [i64; 1] = [16_000];
 const STATE_LEN: usize = 2 * 128;
 
 /// The loaded model, shared by every stream.
+#[derive(Debug)]
 pub struct SileroVad {
-    sessions: Vec<Mutex<Session>>,
-    next: AtomicUsize,
+    sessions: SessionPool,
     metrics: SttMetrics,
-}
-
-impl std::fmt::Debug for SileroVad {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SileroVad").field("sessions", &self.sessions.len()).finish()
-    }
 }
 
 impl SileroVad {
@@ -45,11 +38,8 @@ impl SileroVad {
         sessions: usize,
         metrics: SttMetrics,
     ) -> anyhow::Result<Arc<Self>> {
-        let environment = crate::onnx::init(runtime)?;
-        let sessions = (0..sessions.max(1))
-            .map(|_| crate::onnx::session(environment, model).map(Mutex::new))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let vad = Arc::new(Self { sessions, next: AtomicUsize::new(0), metrics });
+        let sessions = SessionPool::load(runtime, model, sessions)?;
+        let vad = Arc::new(Self { sessions, metrics });
         // One call now, so a broken model fails the start rather than the first child.
         vad.stream().probability(&[0; CHUNK_SAMPLES]).context("a first Silero VAD call")?;
         Ok(vad)
@@ -66,13 +56,7 @@ impl SileroVad {
     }
 
     fn run(&self, input: &[f32], state: &mut [f32]) -> anyhow::Result<f32> {
-        // Any free session; if all are busy, wait on one in turn.
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let count = self.sessions.len();
-        let mut guard = (0..count)
-            .find_map(|i| self.sessions[(start + i) % count].try_lock().ok())
-            .map_or_else(|| self.sessions[start % count].lock(), Ok)
-            .map_err(|_| anyhow!("a Silero session panicked"))?;
+        let mut guard = self.sessions.acquire()?;
         let input = TensorRef::from_array_view(([1usize, input.len()], input))?;
         let state_in = TensorRef::from_array_view(([2usize, 1, 128], &*state))?;
         let rate = TensorRef::from_array_view(([0usize; 0], &SAMPLE_RATE[..]))?;

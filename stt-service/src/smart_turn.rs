@@ -11,15 +11,15 @@
 //! maximum less 8, then `(x + 4) / 4`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, anyhow};
-use ort::session::Session;
 use ort::value::TensorRef;
 use realfft::RealFftPlanner;
 
 use crate::metrics::SttMetrics;
+use crate::onnx::SessionPool;
 
 /// Samples the model looks at: the last 8 s.
 pub const WINDOW_SAMPLES: usize = 8 * 16_000;
@@ -154,18 +154,12 @@ pub enum Verdict {
 }
 
 /// The loaded model, shared by every stream.
+#[derive(Debug)]
 pub struct SmartTurn {
-    sessions: Vec<Mutex<Session>>,
-    next: AtomicUsize,
+    sessions: SessionPool,
     metrics: SttMetrics,
     /// Whether a failed call was logged already (only the first is).
-    failed: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Debug for SmartTurn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmartTurn").field("sessions", &self.sessions.len()).finish()
-    }
+    failed: AtomicBool,
 }
 
 impl SmartTurn {
@@ -176,16 +170,8 @@ impl SmartTurn {
         sessions: usize,
         metrics: SttMetrics,
     ) -> anyhow::Result<Arc<Self>> {
-        let environment = crate::onnx::init(runtime)?;
-        let sessions = (0..sessions.max(1))
-            .map(|_| crate::onnx::session(environment, model).map(Mutex::new))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let model = Arc::new(Self {
-            sessions,
-            next: AtomicUsize::new(0),
-            metrics,
-            failed: std::sync::atomic::AtomicBool::new(false),
-        });
+        let sessions = SessionPool::load(runtime, model, sessions)?;
+        let model = Arc::new(Self { sessions, metrics, failed: AtomicBool::new(false) });
         // One call now, so a broken model fails the start rather than the first child.
         model.run(&features(&[])).context("a first Smart Turn call")?;
         Ok(model)
@@ -229,12 +215,7 @@ impl SmartTurn {
     }
 
     fn run(&self, features: &[f32]) -> anyhow::Result<f32> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let count = self.sessions.len();
-        let mut guard = (0..count)
-            .find_map(|i| self.sessions[(start + i) % count].try_lock().ok())
-            .map_or_else(|| self.sessions[start % count].lock(), Ok)
-            .map_err(|_| anyhow!("a Smart Turn session panicked"))?;
+        let mut guard = self.sessions.acquire()?;
         let input = TensorRef::from_array_view(([1usize, MELS, FRAMES], features))?;
         let outputs = guard.run(ort::inputs!["input_features" => input])?;
         let (_, probability) = outputs["logits"].try_extract_tensor::<f32>()?;

@@ -63,6 +63,9 @@ impl Default for TurnConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PauseProfile {
     pauses: VecDeque<u32>,
+    /// The median and 90th-percentile pauses once [`MIN_PAUSES`] are known: worked out when a
+    /// pause is recorded, since the segmenter reads them on every silent frame.
+    typical: Option<(u32, u32)>,
 }
 
 impl PauseProfile {
@@ -86,35 +89,31 @@ impl PauseProfile {
             self.pauses.pop_front();
         }
         self.pauses.push_back(pause_ms.min(10_000));
+        self.typical = (self.pauses.len() >= MIN_PAUSES).then(|| {
+            let mut sorted: Vec<u32> = self.pauses.iter().copied().collect();
+            sorted.sort_unstable();
+            // Nearest rank.
+            let percentile = |p: usize| sorted[(p * sorted.len()).div_ceil(100).max(1) - 1];
+            (percentile(50), percentile(90))
+        });
     }
 
     /// The silence after which the model is asked.
     pub fn pause_ms(&self, config: &TurnConfig) -> u32 {
-        match self.percentile(50) {
-            Some(median) if config.adapt => median.clamp(config.pause_ms, 3 * config.pause_ms),
+        match self.typical {
+            Some((median, _)) if config.adapt => median.clamp(config.pause_ms, 3 * config.pause_ms),
             _ => config.pause_ms,
         }
     }
 
     /// The silence that ends the turn whatever the model said.
     pub fn max_silence_ms(&self, config: &TurnConfig) -> u32 {
-        match self.percentile(90) {
-            Some(long) if config.adapt => {
+        match self.typical {
+            Some((_, long)) if config.adapt => {
                 (long + BACKSTOP_MARGIN_MS).clamp(BACKSTOP_RANGE_MS.0, BACKSTOP_RANGE_MS.1)
             }
             _ => config.max_silence_ms,
         }
-    }
-
-    /// The `p`th percentile (nearest rank), once enough pauses are known.
-    fn percentile(&self, p: usize) -> Option<u32> {
-        if self.pauses.len() < MIN_PAUSES {
-            return None;
-        }
-        let mut sorted: Vec<u32> = self.pauses.iter().copied().collect();
-        sorted.sort_unstable();
-        let rank = (p * sorted.len()).div_ceil(100).max(1);
-        Some(sorted[rank - 1])
     }
 }
 

@@ -172,17 +172,7 @@ async fn turn_end_closes_the_turn_without_waiting_for_silence() {
         .unwrap();
     assert!(early.is_none(), "the turn is still open: {early:?}");
 
-    voice.end_turn().await.unwrap();
-    let answer = voice
-        .wait_for(
-            TURN,
-            |e| matches!(e, Event::Response { action, .. } if action == "turn.end"),
-            |m| received.push(m.clone()),
-        )
-        .await
-        .unwrap()
-        .expect("an answer to turn.end");
-    assert_eq!(answer.raw["payload"]["flushed"], true, "{}", answer.raw);
+    assert!(end_turn(&mut voice, &mut received).await, "the open turn was flushed");
     let result = voice
         .wait_for(TURN, |e| matches!(e, Event::SttResult { .. }), |m| received.push(m.clone()))
         .await
@@ -193,16 +183,21 @@ async fn turn_end_closes_the_turn_without_waiting_for_silence() {
 
     // Paused, the speech stream is closed: nothing to end.
     voice.pause().await.unwrap();
+    assert!(!end_turn(&mut voice, &mut received).await, "no speech stream while paused");
+    voice.close().await.unwrap();
+}
+
+/// Sends `turn.end`; returns the answer's `flushed`, keeping the other messages.
+async fn end_turn(voice: &mut Voice, received: &mut Vec<Message>) -> bool {
     voice.end_turn().await.unwrap();
     let answer = voice
         .wait_for(
             QUICK,
             |e| matches!(e, Event::Response { action, .. } if action == "turn.end"),
-            |_| {},
+            |m| received.push(m.clone()),
         )
         .await
         .unwrap()
         .expect("an answer to turn.end");
-    assert_eq!(answer.raw["payload"]["flushed"], false, "{}", answer.raw);
-    voice.close().await.unwrap();
+    answer.raw["payload"]["flushed"].as_bool().unwrap_or_else(|| panic!("{}", answer.raw))
 }
