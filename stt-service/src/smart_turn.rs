@@ -20,6 +20,7 @@ use realfft::RealFftPlanner;
 
 use crate::metrics::SttMetrics;
 use crate::onnx::SessionPool;
+use crate::turn::TurnModel;
 
 /// Samples the model looks at: the last 8 s.
 pub const WINDOW_SAMPLES: usize = 8 * 16_000;
@@ -220,6 +221,16 @@ impl SmartTurn {
         let outputs = guard.run(ort::inputs!["input_features" => input])?;
         let (_, probability) = outputs["logits"].try_extract_tensor::<f32>()?;
         probability.first().copied().ok_or_else(|| anyhow!("Smart Turn gave no probability"))
+    }
+}
+
+impl TurnModel for SmartTurn {
+    fn judge(&self, pcm: &[i16], threshold: f32) -> Verdict {
+        SmartTurn::judge(self, pcm, threshold)
+    }
+
+    fn cut_off(&self) {
+        SmartTurn::cut_off(self);
     }
 }
 

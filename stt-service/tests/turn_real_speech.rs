@@ -18,7 +18,7 @@ use serde::Deserialize;
 use stt_service::metrics::SttMetrics;
 use stt_service::silero::SileroVad;
 use stt_service::smart_turn::{self, FRAMES, MELS, SmartTurn};
-use stt_service::turn::{PauseProfile, TurnConfig, TurnDetector};
+use stt_service::turn::{ModelTurn, PauseProfile, TurnConfig};
 use stt_service::vad::{Detector, EndReason, SegmentEvent, Segmenter, SegmenterConfig, Utterance};
 
 /// Where the truck sentence is cut: the pause after "righted" (1.94 s).
@@ -103,7 +103,7 @@ fn smart_turn_matches_the_reference_features_and_probabilities() {
 
 /// Runs a clip through the segmenter with Silero and, when given, Smart Turn, in 20 ms pieces as
 /// the gateway sends them.
-fn segment(pcm: &[i16], turn: Option<TurnDetector>, config: SegmenterConfig) -> Vec<SegmentEvent> {
+fn segment(pcm: &[i16], turn: Option<ModelTurn>, config: SegmenterConfig) -> Vec<SegmentEvent> {
     let vad = SileroVad::load(
         &onnx_file(ONNX_RUNTIME_FILE),
         &onnx_file(SILERO_VAD_FILE),
@@ -113,7 +113,7 @@ fn segment(pcm: &[i16], turn: Option<TurnDetector>, config: SegmenterConfig) -> 
     .expect("Silero VAD loads");
     let mut segmenter = Segmenter::new(config, Detector::Silero(vad.stream()));
     if let Some(turn) = turn {
-        segmenter = segmenter.with_turn_detector(turn);
+        segmenter = segmenter.with_policy(Box::new(turn));
     }
     let mut events = Vec::new();
     for piece in pcm.chunks(320) {
@@ -122,12 +122,8 @@ fn segment(pcm: &[i16], turn: Option<TurnDetector>, config: SegmenterConfig) -> 
     events
 }
 
-fn detector(model: &Arc<SmartTurn>) -> TurnDetector {
-    TurnDetector {
-        model: Arc::clone(model),
-        config: TurnConfig::default(),
-        profile: PauseProfile::default(),
-    }
+fn detector(model: &Arc<SmartTurn>) -> ModelTurn {
+    ModelTurn::new(model.clone(), TurnConfig::default(), PauseProfile::default())
 }
 
 fn utterances(events: &[SegmentEvent]) -> Vec<&Utterance> {

@@ -1,51 +1,16 @@
-//! Voice activity detection and endpointing: cuts a stream of 16 kHz PCM into utterances.
-//!
-//! The audio is judged in 32 ms frames. With the neural detector ([`Detector::Silero`]) a frame
-//! starts speech when Silero's speech probability reaches the threshold *and* its RMS level
-//! reaches the energy gate (so distant voices and a television stay out), and speech goes on
-//! while the probability stays above the threshold less a hysteresis margin, however quietly the
-//! child speaks. With the energy detector alone a frame is speech when its level reaches the gate.
-//!
-//! Speech starts after a few speech frames in a row (so a click doesn't count) and the utterance
-//! keeps a pre-roll of the audio before that, so the first syllable isn't clipped. Without a turn
-//! detector it ends after a run of non-speech frames as long as the silence setting. With one
-//! ([`TurnDetector`]), half-way through the short pause the turn so far is offered for a
-//! speculative transcription ([`SegmentEvent::Paused`]), withdrawn if the child goes on
-//! ([`SegmentEvent::Resumed`]); at the short pause the end-of-turn model is asked: a complete
-//! turn ends there, otherwise a longer silence (the backstop) ends it. Every utterance also ends
-//! at the maximum length, or when the client flushes.
+//! The segmenter: frames, speech onsets with their pre-roll, and the utterance in progress.
+//! Whether a silence ends the utterance is the turn policy's decision ([`TurnPolicy`]).
 
 use std::collections::VecDeque;
 
-use crate::silero::{CHUNK_SAMPLES, SileroStream};
-use crate::smart_turn::Verdict;
-use crate::turn::{CUT_OFF_MS, MIN_PAUSE_MS, TurnDetector};
+use super::frame::{FRAME_MS, FRAME_SAMPLES, FrameVerdict, SAMPLE_RATE};
+use super::{Detector, EndReason, SegmentEvent, Utterance};
+use crate::turn::{Decision, FixedSilence, TurnPolicy};
 
-/// Samples per second of the PCM the segmenter accepts.
-pub const SAMPLE_RATE: u32 = 16_000;
-/// Length of one analysis frame (Silero's chunk at 16 kHz).
-pub const FRAME_MS: u32 = 32;
-const FRAME_SAMPLES: usize = CHUNK_SAMPLES;
 /// How far below the start threshold the speech probability may fall while speech goes on.
 const HYSTERESIS: f32 = 0.15;
 /// Longest run of quiet speech (2 s) kept while waiting for a frame loud enough to start it.
 const MAX_ONSET_FRAMES: u32 = 2000 / FRAME_MS;
-
-/// What decides, frame by frame, whether the child is speaking.
-#[derive(Debug)]
-pub enum Detector {
-    /// The RMS energy gate alone.
-    Energy,
-    /// Silero VAD, with the energy gate on speech onsets.
-    Silero(SileroStream),
-}
-
-impl Detector {
-    /// Whether frames are judged by a model (worth running off the async runtime).
-    pub fn is_neural(&self) -> bool {
-        matches!(self, Self::Silero(_))
-    }
-}
 
 /// Segmenter settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,92 +48,17 @@ impl Default for SegmenterConfig {
     }
 }
 
-/// Why an utterance ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// The configured silence followed the speech (no turn detector).
-    Silence,
-    /// The end-of-turn model judged the turn complete at a short pause.
-    Turn,
-    /// The longest silence passed although the model judged the turn incomplete.
-    Backstop,
-    /// The utterance reached the maximum length.
-    MaxLength,
-    /// The client asked to end it (or closed the stream).
-    Flush,
-}
-
-impl EndReason {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Silence => "silence",
-            Self::Turn => "turn",
-            Self::Backstop => "backstop",
-            Self::MaxLength => "max_length",
-            Self::Flush => "flush",
-        }
-    }
-}
-
-/// What the segmenter found in the audio pushed into it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SegmentEvent {
-    /// Speech began at this offset from the start of the stream.
-    SpeechStarted {
-        /// Milliseconds since the stream's first sample.
-        offset_ms: u64,
-    },
-    /// The child paused (half the short pause): the turn so far, as it would be if it ended
-    /// here, for a speculative transcription.
-    Paused {
-        /// Identifies this speculation within the stream.
-        speculation: u32,
-        /// The turn so far.
-        utterance: Utterance,
-    },
-    /// The child went on speaking after that pause: the speculation is void.
-    Resumed {
-        /// The speculation withdrawn.
-        speculation: u32,
-    },
-    /// A complete utterance.
-    Utterance(Utterance),
-}
-
-/// One utterance's audio and timing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Utterance {
-    /// PCM with pre-roll and a short tail.
-    pub samples: Vec<i16>,
-    /// From the onset to the end of the last voiced frame.
-    pub speech_ms: u32,
-    /// Offset of the end of the utterance from the start of the stream.
-    pub end_offset_ms: u64,
-    /// Why it ended.
-    pub reason: EndReason,
-    /// RMS level over the voiced frames.
-    pub rms: f32,
-    /// The speculation this utterance confirms: nothing was said since its pause.
-    pub speculation: Option<u32>,
-    /// The child's pauses as of the end of this utterance (with a turn detector), to keep with
-    /// the conversation.
-    pub pauses: Option<Vec<u32>>,
-}
-
 #[derive(Debug, Clone, Copy)]
 enum State {
     /// `run` speech frames in a row so far (at most [`MAX_ONSET_FRAMES`] counted), `run_loud`
     /// whether any reached the energy gate, `run_energy` their summed mean squares.
     Idle { run: u32, run_loud: bool, run_energy: f64 },
-    /// `checked` once the model was asked during the current silence; `speculation` while a
-    /// speculation offered at that pause stands.
+    /// `speculation` while a speculation offered during the current silence stands.
     Speaking {
         silence_run_ms: u32,
         speech_frames: u32,
         voiced_energy: f64,
         voiced_frames: u32,
-        checked: bool,
         speculation: Option<u32>,
     },
 }
@@ -178,6 +68,8 @@ enum State {
 pub struct Segmenter {
     config: SegmenterConfig,
     detector: Detector,
+    /// Decides when a silence ends the utterance.
+    policy: Box<dyn TurnPolicy>,
     /// Samples that don't yet fill a frame.
     partial: Vec<i16>,
     /// Recent audio while idle (pre-roll plus the onset frames).
@@ -187,45 +79,41 @@ pub struct Segmenter {
     state: State,
     /// Frames seen since the stream started.
     frames: u64,
-    /// The end-of-turn model, its settings and the child's pauses.
-    turn: Option<TurnDetector>,
     /// The last speculation's id.
     speculations: u32,
-    /// Where the last turn the model ended stopped (frame) and the silence it had waited.
-    model_end: Option<(u64, u32)>,
 }
 
 impl Segmenter {
-    /// A segmenter at the start of a stream.
+    /// A segmenter at the start of a stream, ending utterances after the configured silence.
     pub fn new(config: SegmenterConfig, detector: Detector) -> Self {
+        let policy = Box::new(FixedSilence { silence_ms: config.silence_ms });
         Self {
             config,
             detector,
+            policy,
             partial: Vec::with_capacity(FRAME_SAMPLES),
             history: VecDeque::new(),
             current: Vec::new(),
             state: State::Idle { run: 0, run_loud: false, run_energy: 0.0 },
             frames: 0,
-            turn: None,
             speculations: 0,
-            model_end: None,
         }
     }
 
-    /// Ends turns with the end-of-turn model rather than a fixed silence.
-    pub fn with_turn_detector(mut self, turn: TurnDetector) -> Self {
-        self.turn = Some(turn);
+    /// Ends turns by `policy` (an end-of-turn model, say) rather than the fixed silence.
+    pub fn with_policy(mut self, policy: Box<dyn TurnPolicy>) -> Self {
+        self.policy = policy;
         self
     }
 
     /// Whether frames are judged by a model (worth running off the async runtime).
     pub fn is_neural(&self) -> bool {
-        self.detector.is_neural() || self.turn.is_some()
+        self.detector.is_neural() || self.policy.is_neural()
     }
 
-    /// The child's pauses so far (with a turn detector).
+    /// The child's pauses so far (when the policy learns them).
     pub fn pauses(&self) -> Option<Vec<u32>> {
-        self.turn.as_ref().map(|turn| turn.profile.pauses())
+        self.policy.pauses()
     }
 
     /// Whether an utterance is in progress.
@@ -265,15 +153,13 @@ impl Segmenter {
     }
 
     fn frame(&mut self, frame: &[i16], out: &mut Vec<SegmentEvent>) {
-        let energy = mean_square(frame);
-        let loud = energy.sqrt() >= f64::from(self.config.energy_threshold);
-        let probability = match &mut self.detector {
-            Detector::Energy => f32::from(u8::from(loud)),
-            // A failed model call (counted by the detector) falls back to the energy gate.
-            Detector::Silero(silero) => {
-                silero.probability(frame).unwrap_or(f32::from(u8::from(loud)))
-            }
-        };
+        let verdict = self.detector.judge(frame, self.config.energy_threshold);
+        self.step(frame, verdict, out);
+    }
+
+    /// Advances by one frame the detector judged.
+    fn step(&mut self, frame: &[i16], verdict: FrameVerdict, out: &mut Vec<SegmentEvent>) {
+        let FrameVerdict { energy, loud, probability } = verdict;
         let frame_index = self.frames;
         self.frames += 1;
         match &mut self.state {
@@ -296,11 +182,9 @@ impl Segmenter {
                     self.history.pop_front();
                 }
                 if run >= self.config.onset_frames && run_loud {
-                    let onset_frame = frame_index + 1 - u64::from(run);
-                    self.note_cut_off(onset_frame);
-                    out.push(SegmentEvent::SpeechStarted {
-                        offset_ms: onset_frame * u64::from(FRAME_MS),
-                    });
+                    let offset_ms = (frame_index + 1 - u64::from(run)) * u64::from(FRAME_MS);
+                    self.policy.started(offset_ms);
+                    out.push(SegmentEvent::SpeechStarted { offset_ms });
                     self.current.clear();
                     self.current.extend(self.history.drain(..));
                     self.state = State::Speaking {
@@ -308,7 +192,6 @@ impl Segmenter {
                         speech_frames: run,
                         voiced_energy: run_energy,
                         voiced_frames: run,
-                        checked: false,
                         speculation: None,
                     };
                 }
@@ -322,96 +205,49 @@ impl Segmenter {
 
     fn speaking(&mut self, frame: &[i16], voiced: bool, energy: f64, out: &mut Vec<SegmentEvent>) {
         let State::Speaking {
-            mut silence_run_ms,
-            mut speech_frames,
-            mut voiced_energy,
-            mut voiced_frames,
-            mut checked,
-            mut speculation,
-        } = self.state
-        else {
-            return;
-        };
-        self.current.extend_from_slice(frame);
-        if voiced {
-            if silence_run_ms >= MIN_PAUSE_MS
-                && let Some(turn) = &mut self.turn
-            {
-                turn.profile.observe(silence_run_ms);
-            }
-            if let Some(withdrawn) = speculation.take() {
-                out.push(SegmentEvent::Resumed { speculation: withdrawn });
-            }
-            checked = false;
-            speech_frames += 1 + silence_run_ms / FRAME_MS;
-            silence_run_ms = 0;
-            voiced_energy += energy;
-            voiced_frames += 1;
-        } else {
-            silence_run_ms += FRAME_MS;
-        }
-        self.state = State::Speaking {
             silence_run_ms,
             speech_frames,
             voiced_energy,
             voiced_frames,
-            checked,
             speculation,
-        };
-        let length_ms = (self.current.len() / FRAME_SAMPLES) as u32 * FRAME_MS;
-        let Some(turn) = &self.turn else {
-            if silence_run_ms >= self.config.silence_ms {
-                self.finish(EndReason::Silence, out);
-            } else if length_ms >= self.config.max_utterance_ms {
-                self.finish(EndReason::MaxLength, out);
-            }
+        } = &mut self.state
+        else {
             return;
         };
-        let pause_ms = turn.profile.pause_ms(&turn.config);
-        let max_silence_ms = turn.profile.max_silence_ms(&turn.config);
-        let speculate = turn.config.speculate;
-        if speculate && speculation.is_none() && !checked && silence_run_ms >= pause_ms / 2 {
-            // Half-way through the short pause the turn so far starts transcribing, so that
-            // whisper runs while the model decides (and a backstop finds it ready).
-            self.speculations += 1;
-            let id = self.speculations;
-            if let State::Speaking { speculation, .. } = &mut self.state {
-                *speculation = Some(id);
+        self.current.extend_from_slice(frame);
+        let decision = if voiced {
+            self.policy.voiced(*silence_run_ms);
+            if let Some(withdrawn) = speculation.take() {
+                out.push(SegmentEvent::Resumed { speculation: withdrawn });
             }
-            // Confirmed, it ends at the model's verdict or the backstop.
-            let utterance = self.utterance(EndReason::Turn, false);
-            out.push(SegmentEvent::Paused { speculation: id, utterance });
-            return;
-        }
-        let Some(turn) = &self.turn else { return };
-        if !checked && silence_run_ms >= pause_ms {
-            // The model hears the turn from its pre-roll to now, pause included.
-            let verdict = turn.model.judge(&self.current, turn.config.threshold);
-            if verdict == Verdict::Complete {
-                self.model_end = Some((self.frames, silence_run_ms));
-                self.finish(EndReason::Turn, out);
-                return;
+            *speech_frames += 1 + *silence_run_ms / FRAME_MS;
+            *silence_run_ms = 0;
+            *voiced_energy += energy;
+            *voiced_frames += 1;
+            Decision::Wait
+        } else {
+            *silence_run_ms += FRAME_MS;
+            let now_ms = self.frames * u64::from(FRAME_MS);
+            self.policy.silent(*silence_run_ms, now_ms, &self.current)
+        };
+        match decision {
+            Decision::Speculate => {
+                self.speculations += 1;
+                let id = self.speculations;
+                if let State::Speaking { speculation, .. } = &mut self.state {
+                    *speculation = Some(id);
+                }
+                // Confirmed, it ends at the model's verdict or the backstop.
+                let utterance = self.utterance(EndReason::Turn, false);
+                out.push(SegmentEvent::Paused { speculation: id, utterance });
             }
-            if let State::Speaking { checked, .. } = &mut self.state {
-                *checked = true;
+            Decision::End(reason) => self.finish(reason, out),
+            Decision::Wait => {
+                let length_ms = (self.current.len() / FRAME_SAMPLES) as u32 * FRAME_MS;
+                if length_ms >= self.config.max_utterance_ms {
+                    self.finish(EndReason::MaxLength, out);
+                }
             }
-        } else if silence_run_ms >= max_silence_ms {
-            self.finish(EndReason::Backstop, out);
-        } else if length_ms >= self.config.max_utterance_ms {
-            self.finish(EndReason::MaxLength, out);
-        }
-    }
-
-    /// A turn the model ended that speech resumes soon after was cut off: the gap counts as one
-    /// of the child's pauses.
-    fn note_cut_off(&mut self, onset_frame: u64) {
-        let Some((end_frame, waited_ms)) = self.model_end.take() else { return };
-        let gap_ms = onset_frame.saturating_sub(end_frame) * u64::from(FRAME_MS);
-        if gap_ms <= u64::from(CUT_OFF_MS)
-            && let Some(turn) = &mut self.turn
-        {
-            turn.model.cut_off();
-            turn.profile.observe(waited_ms + gap_ms as u32);
         }
     }
 
@@ -424,7 +260,6 @@ impl Segmenter {
             voiced_energy,
             voiced_frames,
             speculation,
-            ..
         } = self.state
         else {
             unreachable!("an utterance exists only while speaking");
@@ -452,9 +287,6 @@ impl Segmenter {
         if !self.in_speech() {
             return;
         }
-        if reason != EndReason::Turn {
-            self.model_end = None;
-        }
         let utterance = self.utterance(reason, true);
         out.push(SegmentEvent::Utterance(utterance));
         self.history.clear();
@@ -464,19 +296,6 @@ impl Segmenter {
     fn preroll_samples(&self) -> usize {
         (self.config.preroll_ms * SAMPLE_RATE / 1000) as usize
     }
-}
-
-fn mean_square(frame: &[i16]) -> f64 {
-    let sum: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
-    sum / frame.len().max(1) as f64
-}
-
-/// Decodes little-endian s16 PCM; `None` for an odd byte count.
-pub fn decode_pcm(bytes: &[u8]) -> Option<Vec<i16>> {
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    Some(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
 }
 
 #[cfg(test)]
@@ -573,11 +392,5 @@ mod tests {
         let mut none = Vec::new();
         segmenter.flush(&mut none);
         assert!(none.is_empty());
-    }
-
-    #[test]
-    fn pcm_decoding_rejects_odd_lengths() {
-        assert_eq!(decode_pcm(&[1, 0, 255, 255]), Some(vec![1, -1]));
-        assert_eq!(decode_pcm(&[1, 0, 2]), None);
     }
 }
