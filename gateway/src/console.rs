@@ -13,6 +13,9 @@ const PAGE: &str = include_str!("../console/index.html");
 const SCRIPT: &str = include_str!("../console/console.js");
 const STYLE: &str = include_str!("../console/console.css");
 const WORKLET: &str = include_str!("../console/capture-worklet.js");
+/// The voice protocol's names (`VOICE`), generated from the protocol crate.
+static PROTOCOL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(blob_voice_protocol::catalogue::javascript);
 
 /// Same-origin only; no inline script; the microphone for this page.
 const POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
@@ -23,7 +26,8 @@ pub async fn page(State(state): State<AppState>) -> Result<Response, ApiError> {
     serve(&state, "text/html; charset=utf-8", PAGE).await
 }
 
-/// `GET /console/{file}`: the page's script, style and audio worklet.
+/// `GET /console/{file}`: the page's scripts (its own and the protocol's names), style and
+/// audio worklet.
 pub async fn asset(
     State(state): State<AppState>,
     Path(file): Path<String>,
@@ -31,6 +35,7 @@ pub async fn asset(
     let (kind, body) = match file.as_str() {
         "console.js" => ("text/javascript; charset=utf-8", SCRIPT),
         "capture-worklet.js" => ("text/javascript; charset=utf-8", WORKLET),
+        "protocol.js" => ("text/javascript; charset=utf-8", PROTOCOL.as_str()),
         "console.css" => ("text/css; charset=utf-8", STYLE),
         _ => return Err(not_found().await),
     };

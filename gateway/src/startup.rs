@@ -29,7 +29,7 @@ use crate::envelope::{self, ApiError, ErrorCode};
 use crate::metrics::GatewayMetrics;
 use crate::routes;
 use crate::state::AppState;
-use crate::ws::voice::voice_socket;
+use crate::ws::socket::voice_socket;
 use blob_kit::admin::Readiness;
 use tonic_health::pb::health_client::HealthClient;
 

@@ -94,7 +94,7 @@ async fn overhead() {
             service.generate_reply(tonic::Request::new(request("hi"))).await.unwrap().into_inner();
         loop {
             match stream.next().await.unwrap().unwrap().event {
-                Some(Event::Delta(_)) | Some(Event::Final(_)) => break,
+                Some(Event::Sentence(_)) | Some(Event::Final(_)) => break,
                 None => {}
             }
         }
@@ -163,7 +163,7 @@ async fn local_model() {
             .into_inner();
         let mut first_sentence = None;
         while let Some(event) = stream.next().await {
-            if let Some(Event::Delta(_)) = event.unwrap().event {
+            if let Some(Event::Sentence(_)) = event.unwrap().event {
                 first_sentence.get_or_insert_with(|| started.elapsed());
             }
         }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openai;
 pub mod persona;
 pub mod provider;
+pub mod sentences;
 pub mod service;
 pub mod sse;
 pub mod startup;

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blob_kit::ErrorKind;
-use blob_kit::sentences::SentenceSplitter;
 use blob_proto::llm::v1::companion_server::Companion;
 use blob_proto::llm::v1::{
-    GenerateReplyRequest, ReplyEvent, ReplyFinal, Role, TextDelta, Turn, reply_event::Event,
+    GenerateReplyRequest, ReplyEvent, ReplyFinal, Role, Sentence, Turn, reply_event::Event,
 };
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -27,6 +26,7 @@ use crate::filter::{OutputFilter, REPLACEMENT};
 use crate::gemini::SAFE_FALLBACK;
 use crate::metrics::LlmMetrics;
 use crate::provider::{ProviderError, ReplyProvider, TextStream};
+use crate::sentences::SentenceSplitter;
 
 /// Longest child utterance accepted, in bytes.
 const MAX_USER_TEXT_BYTES: usize = 4 * 1024;
@@ -233,6 +233,7 @@ impl Companion for CompanionService {
             filter: Arc::clone(&self.filter),
             metrics: self.metrics.clone(),
             splitter: SentenceSplitter::default(),
+            sentences: 0,
             full: String::new(),
         };
         tokio::spawn(reply.run(text_stream, first, deadline, model, started).instrument(span));
@@ -246,6 +247,8 @@ struct Reply {
     filter: Arc<OutputFilter>,
     metrics: LlmMetrics,
     splitter: SentenceSplitter,
+    /// Sentences sent so far.
+    sentences: u32,
     /// What was sent so far.
     full: String,
 }
@@ -325,8 +328,7 @@ impl Reply {
         let _ = self.tx.send(Ok(event)).await;
     }
 
-    /// Filters and sends one sentence as a delta (a whole sentence and a trailing space); false
-    /// when the caller has gone.
+    /// Filters and sends one sentence; false when the caller has gone.
     async fn send_sentence(&mut self, sentence: String) -> bool {
         let sentence = match self.filter.check(&sentence) {
             Ok(()) => sentence,
@@ -336,11 +338,13 @@ impl Reply {
                 REPLACEMENT.to_owned()
             }
         };
-        // Each delta is one whole sentence and ends with a space, so a reader that cuts
-        // sentences at "punctuation + space" can pass it on at once.
-        let text = format!("{sentence} ");
-        self.full.push_str(&text);
-        let event = ReplyEvent { event: Some(Event::Delta(TextDelta { text })) };
+        if !self.full.is_empty() {
+            self.full.push(' ');
+        }
+        self.full.push_str(&sentence);
+        let index = self.sentences;
+        self.sentences += 1;
+        let event = ReplyEvent { event: Some(Event::Sentence(Sentence { index, text: sentence })) };
         self.tx.send(Ok(event)).await.is_ok()
     }
 }

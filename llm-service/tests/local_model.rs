@@ -69,19 +69,19 @@ async fn the_local_model_streams_a_filtered_reply() {
         .await
         .unwrap()
         .into_inner();
-    let mut deltas = Vec::new();
+    let mut sentences = Vec::new();
     let mut last = None;
     while let Some(event) = stream.next().await {
         match event.unwrap().event {
-            Some(Event::Delta(delta)) => deltas.push(delta.text),
+            Some(Event::Sentence(sentence)) => sentences.push(sentence.text),
             Some(Event::Final(done)) => last = Some(done),
             None => {}
         }
     }
     let last = last.expect("a final event");
     assert!(!last.text.trim().is_empty(), "a non-empty reply");
-    assert!(!deltas.is_empty(), "streamed in pieces");
-    assert_eq!(deltas.concat().trim(), last.text.trim(), "the deltas make up the reply");
+    assert!(!sentences.is_empty(), "streamed in pieces");
+    assert_eq!(sentences.join(" "), last.text.trim(), "the sentences make up the reply");
     assert!(last.model.contains("SmolLM2"), "{}", last.model);
     println!("local model replied: {:?}", last.text);
 }

@@ -114,11 +114,14 @@ async fn reply(service: &CompanionService) -> Result<(Vec<String>, String), toni
         ..Default::default()
     };
     let mut stream = service.generate_reply(tonic::Request::new(request)).await?.into_inner();
-    let mut deltas = Vec::new();
+    let mut sentences = Vec::new();
     while let Some(event) = stream.next().await {
         match event?.event {
-            Some(Event::Delta(delta)) => deltas.push(delta.text),
-            Some(Event::Final(last)) => return Ok((deltas, last.text)),
+            Some(Event::Sentence(sentence)) => {
+                assert_eq!(sentence.index as usize, sentences.len(), "sentences come in order");
+                sentences.push(sentence.text)
+            }
+            Some(Event::Final(last)) => return Ok((sentences, last.text)),
             None => {}
         }
     }
@@ -132,9 +135,9 @@ async fn a_stream_split_inside_json_arrives_sentence_by_sentence() {
     let chunks: Vec<String> =
         body.as_bytes().chunks(17).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
     let (fake, base) = start(vec![Answer::Chunks(chunks)]).await;
-    let (deltas, full) = reply(&service(&base)).await.unwrap();
+    let (sentences, full) = reply(&service(&base)).await.unwrap();
     assert_eq!(full, "Hi there, friend! What shall we play?");
-    assert_eq!(deltas, ["Hi there, friend! ", "What shall we play? "]);
+    assert_eq!(sentences, ["Hi there, friend!", "What shall we play?"]);
     let requests = fake.requests.lock().unwrap();
     let (auth, body) = &requests[0];
     assert_eq!(auth.as_deref(), Some("Bearer sk-test"));

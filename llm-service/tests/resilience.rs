@@ -54,14 +54,17 @@ fn request() -> tonic::Request<GenerateReplyRequest> {
     })
 }
 
-/// The deltas and the final text of a reply, or its error status.
+/// The sentences and the final text of a reply, or its error status.
 async fn reply(service: &CompanionService) -> Result<(Vec<String>, String), tonic::Status> {
     let mut stream = service.generate_reply(request()).await?.into_inner();
-    let mut deltas = Vec::new();
+    let mut sentences = Vec::new();
     while let Some(event) = stream.next().await {
         match event?.event {
-            Some(Event::Delta(delta)) => deltas.push(delta.text),
-            Some(Event::Final(last)) => return Ok((deltas, last.text)),
+            Some(Event::Sentence(sentence)) => {
+                assert_eq!(sentence.index as usize, sentences.len(), "sentences come in order");
+                sentences.push(sentence.text)
+            }
+            Some(Event::Final(last)) => return Ok((sentences, last.text)),
             None => {}
         }
     }
@@ -73,13 +76,13 @@ const LONG: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn a_normal_stream_arrives_sentence_by_sentence() {
     let fake = FakeGemini::start().await;
-    let (deltas, full) = reply(&service(&fake, LONG, LONG, 2)).await.unwrap();
+    let (sentences, full) = reply(&service(&fake, LONG, LONG, 2)).await.unwrap();
     assert_eq!(full, DEFAULT_REPLY);
     assert_eq!(
-        deltas,
+        sentences,
         [
-            "Once upon a time, a friendly dragon learned to share. ",
-            "What should the dragon do next? "
+            "Once upon a time, a friendly dragon learned to share.",
+            "What should the dragon do next?"
         ]
     );
 }
@@ -152,10 +155,10 @@ async fn malformed_data_is_an_error_and_not_retried() {
 async fn every_sentence_passes_the_output_filter() {
     let fake = FakeGemini::start().await;
     fake.push_reply("Call me at 555-123-4567 tonight. Or write to blob@example.com. Bye for now!");
-    let (deltas, full) = reply(&service(&fake, LONG, LONG, 0)).await.unwrap();
+    let (sentences, full) = reply(&service(&fake, LONG, LONG, 0)).await.unwrap();
     assert_eq!(
-        deltas,
-        [format!("{REPLACEMENT} "), format!("{REPLACEMENT} "), "Bye for now! ".to_owned()]
+        sentences,
+        [REPLACEMENT.to_owned(), REPLACEMENT.to_owned(), "Bye for now!".to_owned()]
     );
     assert_eq!(full, format!("{REPLACEMENT} {REPLACEMENT} Bye for now!"));
 }
@@ -170,7 +173,7 @@ async fn dropping_the_reply_stops_generation_at_the_provider() {
     let service = service(&fake, Duration::from_secs(60), LONG, 0);
     let mut stream = service.generate_reply(request()).await.unwrap().into_inner();
     let first = stream.next().await.unwrap().unwrap();
-    assert!(matches!(first.event, Some(Event::Delta(_))));
+    assert!(matches!(first.event, Some(Event::Sentence(_))));
     drop(stream);
     blob_testkit::eventually(
         "the provider connection to drop",

@@ -11,5 +11,6 @@ pub mod event;
 pub mod voice;
 
 pub use api::{ApiError, Child, Client, Error, OpenedSession, SignedIn};
+pub use blob_voice_protocol as protocol;
 pub use event::{Event, Message};
-pub use voice::{Pace, Received, Voice, encode_frame};
+pub use voice::{Pace, Received, Voice};

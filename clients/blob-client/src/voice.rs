@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use blob_voice_protocol::{AudioFrame, ClientMessage, ClientRequest, ParseError};
 use futures::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -12,16 +12,6 @@ use crate::api::{Client, Error};
 use crate::audio::pcm_bytes;
 use crate::event::{Event, Message};
 
-/// A v4 audio frame: `0xB1 0x04`, u32 LE sequence, the 16-byte thread id, s16le PCM.
-pub fn encode_frame(sequence: u32, thread: uuid::Uuid, pcm: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(22 + pcm.len());
-    frame.extend_from_slice(&[0xB1, 0x04]);
-    frame.extend_from_slice(&sequence.to_le_bytes());
-    frame.extend_from_slice(thread.as_bytes());
-    frame.extend_from_slice(pcm);
-    frame
-}
-
 /// What [`Voice::next`] got.
 #[derive(Debug, Clone)]
 pub enum Received {
@@ -29,6 +19,13 @@ pub enum Received {
     Message(Box<Message>),
     /// The socket closed, with the server's close code if it sent one.
     Closed(Option<u16>),
+    /// A message of an action this client does not know (a newer server): skip it.
+    Unknown {
+        /// Its action.
+        action: String,
+        /// The message as sent.
+        raw: serde_json::Value,
+    },
 }
 
 /// How [`Voice::send_audio`] paces its frames.
@@ -87,7 +84,7 @@ impl Voice {
 
     /// Sends PCM as the next v4 frame of this socket's thread.
     pub async fn send_pcm(&mut self, samples: &[i16]) -> Result<(), Error> {
-        let frame = encode_frame(self.sequence, self.thread, &pcm_bytes(samples));
+        let frame = AudioFrame::encode(self.sequence, self.thread, &pcm_bytes(samples));
         self.sequence = self.sequence.wrapping_add(1);
         self.send_frame(Frame::Binary(frame.into())).await
     }
@@ -113,6 +110,7 @@ impl Voice {
                 match self.next(wait).await? {
                     Some(Received::Message(message)) => on_message(&message),
                     Some(Received::Closed(code)) => return Ok(Some(code)),
+                    Some(Received::Unknown { .. }) => {}
                     None => break,
                 }
             }
@@ -123,26 +121,24 @@ impl Voice {
     /// Says the child is done speaking (`turn.end`): the turn ends now rather than at the
     /// end-of-turn silence.
     pub async fn end_turn(&mut self) -> Result<(), Error> {
-        self.request("turn.end", json!({})).await
+        self.request(ClientRequest::TurnEnd).await
     }
 
-    /// Sends a JSON request (`ping`, `pause`, `resume`, `playback.progress`, `turn.end`).
-    pub async fn request(&mut self, action: &str, payload: Value) -> Result<(), Error> {
-        let message = json!({
-            "type": "request", "action": action, "payload": payload,
-            "meta": { "request_id": uuid::Uuid::new_v4().to_string() },
-        });
-        self.send_frame(Frame::Text(message.to_string().into())).await
+    /// Sends a JSON request (`ping`, `pause`, `resume`, `playback.progress`, `turn.end`) with a
+    /// fresh `meta.request_id`.
+    pub async fn request(&mut self, request: ClientRequest) -> Result<(), Error> {
+        let text = ClientMessage::new(request).to_json();
+        self.send_frame(Frame::Text(text.into())).await
     }
 
     /// Pauses the session: no recognition or reply until [`Voice::resume`].
     pub async fn pause(&mut self) -> Result<(), Error> {
-        self.request("pause", json!({})).await
+        self.request(ClientRequest::Pause).await
     }
 
     /// Resumes a paused session.
     pub async fn resume(&mut self) -> Result<(), Error> {
-        self.request("resume", json!({})).await
+        self.request(ClientRequest::Resume).await
     }
 
     /// The next server message within `deadline` (`None` when nothing came). Answers the
@@ -161,19 +157,24 @@ impl Voice {
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Ok(Some(Received::Closed(None))),
             };
-            let raw: Value = serde_json::from_str(&text).map_err(|err| {
+            let raw: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
                 Error::Protocol(format!("a text message that is not JSON: {err}"))
             })?;
-            let message = Message::parse(raw.clone())
-                .ok_or_else(|| Error::Protocol(format!("not the message envelope: {raw}")))?;
+            let message = match Message::parse(raw.clone()) {
+                Ok(message) => message,
+                Err(ParseError::UnknownAction { action }) => {
+                    return Ok(Some(Received::Unknown { action, raw }));
+                }
+                Err(err) => return Err(Error::Protocol(format!("{err}: {raw}"))),
+            };
             if let Some(seq) = message.seq {
                 if self.last_seq.is_some_and(|last| seq <= last) {
                     continue;
                 }
                 self.last_seq = Some(seq);
             }
-            if message.event == Event::Ping {
-                self.request("pong", json!({})).await?;
+            if matches!(message.event, Event::Ping(_)) {
+                self.request(ClientRequest::Pong).await?;
             }
             return Ok(Some(Received::Message(Box::new(message))));
         }
@@ -199,6 +200,7 @@ impl Voice {
                     return Ok(Some(*message));
                 }
                 Some(Received::Message(message)) => on_other(&message),
+                Some(Received::Unknown { .. }) => {}
             }
         }
     }
@@ -216,20 +218,5 @@ impl Voice {
 
     async fn send_frame(&mut self, frame: Frame) -> Result<(), Error> {
         self.socket.send(frame).await.map_err(|err| Error::Socket(Box::new(err)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_follow_the_documented_layout() {
-        let thread = uuid::Uuid::from_bytes([7; 16]);
-        let frame = encode_frame(258, thread, &[1, 0, 255, 255]);
-        assert_eq!(&frame[..2], &[0xB1, 0x04]);
-        assert_eq!(&frame[2..6], &[2, 1, 0, 0]);
-        assert_eq!(&frame[6..22], &[7; 16]);
-        assert_eq!(&frame[22..], &[1, 0, 255, 255]);
     }
 }

@@ -7,7 +7,10 @@ use blob_proto::llm::v1 as llm;
 use blob_proto::session::v1 as session;
 use tonic::Code;
 
-use super::messages::close;
+use blob_voice_protocol::CloseCode;
+use futures::StreamExt as _;
+
+use super::downstream::EventStream;
 use crate::auth::AuthError;
 use crate::state::AppState;
 
@@ -32,33 +35,35 @@ pub struct Admitted {
     /// The child's pauses kept with the conversation, for the end-of-turn detection.
     pub pauses_ms: Vec<u32>,
     /// Pause, resume, takeover and end signals for this session.
-    pub signals: tonic::Streaming<session::SessionSignal>,
+    pub signals: EventStream<session::SessionSignal>,
 }
 
 /// A refusal: the close code and its reason.
-pub type Refusal = (u16, &'static str);
+pub type Refusal = (CloseCode, &'static str);
 
 /// Checks token, session and owner, in that order, then attaches.
 pub async fn admit(
     state: &AppState,
     params: &HashMap<String, String>,
 ) -> Result<Admitted, Refusal> {
-    let token =
-        params.get("token").filter(|t| !t.is_empty()).ok_or((close::POLICY, "missing token"))?;
+    let token = params
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .ok_or((CloseCode::Policy, "missing token"))?;
     let claims = state.tokens.verify(token).map_err(|err| match err {
-        AuthError::Expired => (close::TOKEN_EXPIRED, "token expired"),
-        _ => (close::POLICY, "invalid token"),
+        AuthError::Expired => (CloseCode::TokenExpired, "token expired"),
+        _ => (CloseCode::Policy, "invalid token"),
     })?;
     let session_id = params
         .get("session_id")
         .filter(|s| !s.is_empty())
-        .ok_or((close::SESSION_NOT_FOUND, "missing session_id"))?;
+        .ok_or((CloseCode::SessionNotFound, "missing session_id"))?;
     if claims.sid.as_ref().is_some_and(|sid| sid != session_id) {
-        return Err((close::POLICY, "token is for another session"));
+        return Err((CloseCode::Policy, "token is for another session"));
     }
     let replay_after_seq = match params.get("last_seq") {
         None => None,
-        Some(raw) => Some(raw.parse::<u64>().map_err(|_| (close::POLICY, "invalid last_seq"))?),
+        Some(raw) => Some(raw.parse::<u64>().map_err(|_| (CloseCode::Policy, "invalid last_seq"))?),
     };
 
     let mut sessions = state.sessions.clone();
@@ -68,7 +73,7 @@ pub async fn admit(
         .map_err(refusal)?
         .into_inner();
     if stored.user_id != claims.sub {
-        return Err((close::USER_MISMATCH, "session belongs to another user"));
+        return Err((CloseCode::UserMismatch, "session belongs to another user"));
     }
     // Watch before attaching, so no signal after our own attach can be missed.
     let signals = sessions
@@ -78,7 +83,8 @@ pub async fn admit(
         })
         .await
         .map_err(refusal)?
-        .into_inner();
+        .into_inner()
+        .boxed();
     let attached = sessions
         .attach_session(state.request(session::AttachSessionRequest {
             session_id: session_id.clone(),
@@ -88,7 +94,8 @@ pub async fn admit(
         .await
         .map_err(refusal)?
         .into_inner();
-    let session = attached.session.ok_or((close::INTERNAL, "session service answered nothing"))?;
+    let session =
+        attached.session.ok_or((CloseCode::Internal, "session service answered nothing"))?;
     let child = sessions
         .get_child(state.request(session::GetChildRequest {
             user_id: claims.sub.clone(),
@@ -116,11 +123,11 @@ pub async fn admit(
 
 fn refusal(status: tonic::Status) -> Refusal {
     match status.code() {
-        Code::NotFound => (close::SESSION_NOT_FOUND, "session not found"),
-        Code::PermissionDenied => (close::USER_MISMATCH, "session belongs to another user"),
+        Code::NotFound => (CloseCode::SessionNotFound, "session not found"),
+        Code::PermissionDenied => (CloseCode::UserMismatch, "session belongs to another user"),
         _ => {
             tracing::error!(%status, "session-service failed during admission");
-            (close::INTERNAL, "session service unavailable")
+            (CloseCode::Internal, "session service unavailable")
         }
     }
 }

@@ -9,16 +9,14 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use blob_proto::session::v1 as session;
-use futures::stream::SplitSink;
-use futures::stream::SplitStream;
-use futures::{SinkExt as _, StreamExt as _};
+use blob_voice_protocol::{CloseCode, ServerMessage};
+use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::messages::Outbound;
-use crate::state::AppState;
+use super::downstream::Downstream;
 
 /// How long an important message may wait for room in the queue.
 pub const SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,14 +52,18 @@ pub struct Outbox {
 
 impl Outbox {
     /// Starts the writer and the recorder; numbering continues after `last_seq`.
-    pub fn start(
-        sink: SplitSink<WebSocket, Message>,
+    pub fn start<S, D>(
+        sink: S,
         capacity: usize,
         last_seq: u64,
-        state: AppState,
+        downstream: D,
         session_id: String,
         user_id: String,
-    ) -> Self {
+    ) -> Self
+    where
+        S: Sink<Message> + Send + Unpin + 'static,
+        D: Downstream,
+    {
         let (queue, rx) = mpsc::channel(capacity);
         let (urgent, urgent_rx) = mpsc::channel(1);
         let (recorder, events) = mpsc::channel(RECORD_QUEUE);
@@ -73,17 +75,17 @@ impl Outbox {
             recorder,
             dropped_acks: 0,
             writer: tokio::spawn(write(sink, rx, urgent_rx)),
-            recorder_task: tokio::spawn(record(state, session_id, user_id, events)),
+            recorder_task: tokio::spawn(record(downstream, session_id, user_id, events)),
         }
     }
 
     /// Numbers, records and queues a message.
-    pub async fn send(&mut self, mut message: Outbound) -> Result<(), SendError> {
-        if message.replayable() {
+    pub async fn send(&mut self, mut message: ServerMessage) -> Result<(), SendError> {
+        if message.event.replayable() {
             message.meta.seq = Some(self.next_seq);
             self.next_seq += 1;
         }
-        let json = serde_json::to_string(&message).map_err(|_| SendError::Closed)?;
+        let json = message.to_json();
         if let Some(seq) = message.meta.seq {
             let event = session::StoredEvent { seq, json: json.clone() };
             if self.recorder.try_send(event).is_err() {
@@ -91,7 +93,7 @@ impl Outbox {
             }
         }
         let frame = Message::Text(json.into());
-        if message.droppable() {
+        if message.event.droppable() {
             // Acknowledgements never take more than half of the queue.
             if self.queue.capacity() <= self.capacity / 2 {
                 self.dropped_acks += 1;
@@ -134,14 +136,16 @@ impl Outbox {
     /// close, because closing a connection with unread data makes the kernel reset it, which
     /// would destroy the close frame still in flight. A client that reads nothing is cut off
     /// after [`WRITER_GRACE`].
-    pub async fn close(
-        self,
-        close: Option<(u16, &'static str)>,
-        mut reader: SplitStream<WebSocket>,
-    ) {
+    pub async fn close<R, E>(self, close: Option<(CloseCode, &'static str)>, mut reader: R)
+    where
+        R: Stream<Item = Result<Message, E>> + Send + Unpin + 'static,
+        E: Send + 'static,
+    {
         if let Some((code, reason)) = close {
-            let frame =
-                Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+            let frame = Message::Close(Some(CloseFrame {
+                code: code.code(),
+                reason: Utf8Bytes::from_static(reason),
+            }));
             if let Err(mpsc::error::TrySendError::Full(frame)) = self.queue.try_send(frame) {
                 let _ = self.urgent.try_send(frame);
             }
@@ -168,11 +172,13 @@ impl Outbox {
     }
 }
 
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
+async fn write<S>(
+    mut sink: S,
     mut queue: mpsc::Receiver<Message>,
     mut urgent: mpsc::Receiver<Message>,
-) {
+) where
+    S: Sink<Message> + Unpin,
+{
     loop {
         let message = tokio::select! {
             biased;
@@ -191,20 +197,20 @@ async fn write(
 }
 
 /// Stores events for replay in order, batching what has piled up.
-async fn record(
-    state: AppState,
+async fn record<D: Downstream>(
+    downstream: D,
     session_id: String,
     user_id: String,
     mut events: mpsc::Receiver<session::StoredEvent>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while events.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let request = state.request(session::RecordEventsRequest {
+        let request = session::RecordEventsRequest {
             session_id: session_id.clone(),
             user_id: user_id.clone(),
             events: std::mem::take(&mut batch),
-        });
-        if let Err(status) = state.sessions.clone().record_events(request).await {
+        };
+        if let Err(status) = downstream.record_events(request).await {
             tracing::warn!(%status, "could not keep events for replay");
         }
     }

@@ -1,13 +1,12 @@
-//! One reply of Blob: streamed from the llm-service, cut into sentences as they complete.
+//! One reply of Blob, streamed from the llm-service sentence by sentence.
 
-use blob_kit::grpc::TracedChannel;
 use blob_proto::llm::v1 as llm;
-use blob_proto::llm::v1::companion_client::CompanionClient;
+use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use blob_kit::sentences::SentenceSplitter;
+use super::downstream::Downstream;
 
 /// What a reply task reports to its connection.
 #[derive(Debug)]
@@ -34,8 +33,8 @@ pub enum TurnUpdate {
 }
 
 /// Starts a reply task; aborting the handle cancels the llm-service call (barge-in).
-pub fn spawn(
-    client: CompanionClient<TracedChannel>,
+pub fn spawn<D: Downstream>(
+    downstream: D,
     request: llm::GenerateReplyRequest,
     updates: mpsc::Sender<TurnUpdate>,
     turn: &tracing::Span,
@@ -44,43 +43,35 @@ pub fn spawn(
     let span = tracing::info_span!(parent: turn, "voice.turn.reply", request_id = %request_id);
     tokio::spawn(
         async move {
-            let result = stream_reply(client, request, &updates, &request_id).await;
+            let result = stream_reply(&downstream, request, &updates, &request_id).await;
             let _ = updates.send(TurnUpdate::Done { request_id, result }).await;
         }
         .instrument(span),
     )
 }
 
-async fn stream_reply(
-    mut client: CompanionClient<TracedChannel>,
+async fn stream_reply<D: Downstream>(
+    downstream: &D,
     request: llm::GenerateReplyRequest,
     updates: &mpsc::Sender<TurnUpdate>,
     request_id: &str,
 ) -> Result<String, tonic::Status> {
-    let mut stream = client.generate_reply(request).await?.into_inner();
-    let mut splitter = SentenceSplitter::default();
-    let mut full = String::new();
-    let sentence = |text: String| TurnUpdate::Sentence { request_id: request_id.to_owned(), text };
-    while let Some(event) = stream.message().await? {
+    let mut stream = downstream.reply(request).await?;
+    let mut first = true;
+    while let Some(event) = stream.next().await.transpose()? {
         match event.event {
-            Some(llm::reply_event::Event::Delta(delta)) => {
-                if full.is_empty() {
+            Some(llm::reply_event::Event::Sentence(sentence)) => {
+                if std::mem::take(&mut first) {
                     let first = TurnUpdate::FirstToken { request_id: request_id.to_owned() };
                     let _ = updates.send(first).await;
                 }
-                full.push_str(&delta.text);
-                for text in splitter.push(&delta.text) {
-                    if updates.send(sentence(text)).await.is_err() {
-                        return Err(tonic::Status::cancelled("connection closed"));
-                    }
+                let update =
+                    TurnUpdate::Sentence { request_id: request_id.to_owned(), text: sentence.text };
+                if updates.send(update).await.is_err() {
+                    return Err(tonic::Status::cancelled("connection closed"));
                 }
             }
-            Some(llm::reply_event::Event::Final(reply)) => {
-                if let Some(text) = splitter.finish() {
-                    let _ = updates.send(sentence(text)).await;
-                }
-                return Ok(reply.text);
-            }
+            Some(llm::reply_event::Event::Final(reply)) => return Ok(reply.text),
             None => {}
         }
     }

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use blob_client::protocol::ErrorCode;
 use blob_client::voice::Received;
 use blob_client::{Client, Event, Voice};
 use blob_testkit::audio::read_wav;
@@ -187,13 +188,13 @@ async fn stream(
                       outcome: &mut Outcome,
                       sent_at: &mut HashMap<u64, Instant>| {
         match &message.event {
-            Event::AudioAck { sequence, .. } => {
-                if let Some(at) = sent_at.remove(sequence) {
+            Event::AudioAck(ack) => {
+                if let Some(at) = sent_at.remove(&u64::from(ack.sequence)) {
                     outcome.acked += 1;
                     outcome.latencies_ms.push(at.elapsed().as_secs_f64() * 1000.0);
                 }
             }
-            Event::Error { code, .. } if code == "STT_BUSY" => outcome.busy += 1,
+            Event::Error(error) if error.code == ErrorCode::SttBusy => outcome.busy += 1,
             _ => {}
         }
     };
@@ -213,6 +214,7 @@ async fn stream(
                     outcome.closed = true;
                     return Ok(outcome);
                 }
+                Some(Received::Unknown { .. }) => {}
                 None => break,
             }
         }

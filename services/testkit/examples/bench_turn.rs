@@ -25,6 +25,7 @@
 
 use std::time::{Duration, Instant};
 
+use blob_client::protocol::ConversationState;
 use blob_client::voice::Received;
 use blob_client::{Client, Event, Voice};
 use blob_testkit::audio::read_wav;
@@ -232,19 +233,24 @@ async fn run_turn(voice: &mut Voice, pcm: &[i16], speech_end: usize) -> anyhow::
             let message = match voice.next(wait).await? {
                 Some(Received::Message(message)) => message,
                 Some(Received::Closed(code)) => anyhow::bail!("socket closed ({code:?})"),
+                Some(Received::Unknown { .. }) => continue,
                 None => break,
             };
             let at = last_speech.map_or(f64::NAN, |t| t.elapsed().as_secs_f64() * 1000.0);
             match &message.event {
-                Event::State(state) if state == "TRANSCRIBING" => turn.endpoint = at,
-                Event::SttResult { .. } => turn.transcript = at,
-                Event::ReplyChunk { index: 0, .. } => turn.first_sentence = at,
-                Event::Reply { .. } => {
+                Event::State(change) if change.state == ConversationState::Transcribing => {
+                    turn.endpoint = at
+                }
+                Event::SttResult(_) => turn.transcript = at,
+                Event::ReplyChunk(chunk) if chunk.index == 0 => turn.first_sentence = at,
+                Event::Reply(_) => {
                     turn.reply = at;
                     return Ok(turn);
                 }
-                Event::SttRejected { reason, .. } => anyhow::bail!("utterance rejected: {reason}"),
-                Event::Error { code, message } => anyhow::bail!("{code}: {message}"),
+                Event::SttRejected(rejected) => {
+                    anyhow::bail!("utterance rejected: {}", rejected.reason)
+                }
+                Event::Error(error) => anyhow::bail!("{}: {}", error.code, error.message),
                 _ => {}
             }
         }

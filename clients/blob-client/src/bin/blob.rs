@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use blob_client::api::ApiError;
 use blob_client::audio::read_wav;
+use blob_client::protocol::ConversationState;
 use blob_client::voice::{Pace, Received};
 use blob_client::{Client, Error, Event, Message, Voice};
 use clap::{Parser, Subcommand};
@@ -279,10 +280,11 @@ async fn talk(
                 printer.print(&message);
                 done = matches!(
                     message.event,
-                    Event::Reply { .. } | Event::SttRejected { .. } | Event::Error { .. }
-                ) || matches!(&message.event, Event::State(s) if s == "IDLE");
+                    Event::Reply(_) | Event::SttRejected(_) | Event::Error(_)
+                ) || message.event == Event::state(ConversationState::Idle);
             }
             Some(Received::Closed(code)) => bail!("the socket closed ({code:?})"),
+            Some(Received::Unknown { .. }) => {}
             None => {
                 println!("(nothing more within {} s)", wait.as_secs());
                 break;
@@ -309,34 +311,49 @@ impl Printer {
         };
         let at = at.as_millis();
         match &message.event {
-            Event::AudioAck { .. } | Event::Ping | Event::Response { .. } => {}
-            Event::SessionCreated { .. } => println!("[{at:>6} ms] new session"),
-            Event::SessionResumed { resumed_turns_count, replayed, reason, .. } => println!(
-                "[{at:>6} ms] session resumed ({reason}): {} exchanges so far, {} replayed",
-                resumed_turns_count.unwrap_or(0),
-                replayed.unwrap_or(0)
+            Event::AudioAck(_)
+            | Event::Ping(_)
+            | Event::Pong(_)
+            | Event::Paused(_)
+            | Event::Resumed(_)
+            | Event::PlaybackProgress(_)
+            | Event::TurnEnded(_) => {}
+            Event::SessionCreated(_) => println!("[{at:>6} ms] new session"),
+            Event::SessionResumed(resumed) => println!(
+                "[{at:>6} ms] session resumed ({}): {} exchanges so far, {} replayed",
+                resumed.reason,
+                resumed.resumed_turns_count.unwrap_or(0),
+                resumed.replayed.unwrap_or(0)
             ),
-            Event::State(state) => println!("[{at:>6} ms] {state}{since}"),
-            Event::SttResult { transcript, confidence, .. } => {
-                println!("[{at:>6} ms] heard: {transcript:?} (confidence {confidence:.2}){since}")
-            }
-            Event::SttRejected { reason, duration_ms } => {
-                println!("[{at:>6} ms] not used: {reason} ({duration_ms} ms of speech){since}");
+            Event::State(change) => println!("[{at:>6} ms] {}{since}", change.state),
+            Event::SttResult(result) => println!(
+                "[{at:>6} ms] heard: {:?} (confidence {:.2}){since}",
+                result.transcript, result.confidence
+            ),
+            Event::SttRejected(rejected) => {
+                println!(
+                    "[{at:>6} ms] not used: {} ({} ms of speech){since}",
+                    rejected.reason, rejected.duration_ms
+                );
                 self.done = true;
             }
-            Event::ReplyChunk { text, index } => {
-                println!("[{at:>6} ms] Blob, sentence {index}: {text}{since}")
+            Event::ReplyChunk(chunk) => {
+                println!("[{at:>6} ms] Blob, sentence {}: {}{since}", chunk.index, chunk.text)
             }
-            Event::Reply { text, tts_hint } => {
-                println!("[{at:>6} ms] Blob: {text} (voice {}){since}", tts_hint["voice"]);
+            Event::Reply(reply) => {
+                println!(
+                    "[{at:>6} ms] Blob: {} (voice {}){since}",
+                    reply.text, reply.tts_hint.voice
+                );
                 self.done = true;
             }
-            Event::ReplyCancelled { sent_text } => {
-                println!("[{at:>6} ms] reply cancelled after {sent_text:?}")
+            Event::ReplyCancelled(cancelled) => {
+                println!("[{at:>6} ms] reply cancelled after {:?}", cancelled.sent_text)
             }
-            Event::Error { code, message } => println!("[{at:>6} ms] error {code}: {message}"),
-            Event::SessionPaused => println!("[{at:>6} ms] paused"),
-            Event::Other { action, payload } => println!("[{at:>6} ms] {action}: {payload}"),
+            Event::Error(error) => {
+                println!("[{at:>6} ms] error {}: {}", error.code, error.message)
+            }
+            Event::SessionPaused(_) => println!("[{at:>6} ms] paused"),
         }
     }
 }

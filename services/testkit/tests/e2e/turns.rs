@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use blob_client::protocol::SttResult;
 use blob_client::{Client, Event, Message, Pace, Voice};
 use blob_testkit::audio::read_wav;
 use blob_testkit::client::normalize;
@@ -81,9 +82,9 @@ fn counter(metrics: &str, series: &str) -> u64 {
 async fn speak(voice: &mut Voice, pcm: &[i16]) -> Vec<Message> {
     let mut received = Vec::new();
     voice.send_audio(pcm, 20, Pace::RealTime, |m| received.push(m.clone())).await.unwrap();
-    if !received.iter().any(|m| matches!(m.event, Event::Reply { .. })) {
+    if !received.iter().any(|m| matches!(m.event, Event::Reply(_))) {
         let reply = voice
-            .wait_for(TURN, |e| matches!(e, Event::Reply { .. }), |m| received.push(m.clone()))
+            .wait_for(TURN, |e| matches!(e, Event::Reply(_)), |m| received.push(m.clone()))
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("no reply: {received:#?}"));
@@ -107,7 +108,7 @@ async fn a_mid_sentence_pause_gives_one_reply_and_is_kept_with_the_conversation(
     let transcripts: Vec<String> = received
         .iter()
         .filter_map(|m| match &m.event {
-            Event::SttResult { transcript, .. } => Some(normalize(transcript)),
+            Event::SttResult(result) => Some(normalize(&result.transcript)),
             _ => None,
         })
         .collect();
@@ -116,7 +117,7 @@ async fn a_mid_sentence_pause_gives_one_reply_and_is_kept_with_the_conversation(
         transcripts[0].contains("truck") && transcripts[0].contains("full stop"),
         "both halves in one transcript: {transcripts:?}"
     );
-    let replies = received.iter().filter(|m| matches!(m.event, Event::Reply { .. })).count();
+    let replies = received.iter().filter(|m| matches!(m.event, Event::Reply(_))).count();
     assert_eq!(replies, 1);
 
     let metrics = stt_metrics(&stack).await;
@@ -137,7 +138,7 @@ async fn a_mid_sentence_pause_gives_one_reply_and_is_kept_with_the_conversation(
     assert_eq!(reopened.session_id, session.session_id);
     let mut voice = Voice::connect(&client, &session.session_id, None).await.unwrap();
     let received = speak(&mut voice, &with_a_pause("ps_librivox_sas01_0930.wav", 17_664)).await;
-    assert!(received.iter().any(|m| matches!(&m.event, Event::SttResult { .. })));
+    assert!(received.iter().any(|m| matches!(&m.event, Event::SttResult(_))));
     let after = stored_pauses(&stack, &session.active_conversation_id, pauses.len() + 1).await;
     assert!(after.len() > pauses.len(), "a pause was added: {pauses:?} then {after:?}");
     assert_eq!(&after[..pauses.len()], &pauses[..], "after the stored ones: {after:?}");
@@ -165,7 +166,7 @@ async fn turn_end_closes_the_turn_without_waiting_for_silence() {
     let early = voice
         .wait_for(
             Duration::from_secs(2),
-            |e| matches!(e, Event::SttResult { .. }),
+            |e| matches!(e, Event::SttResult(_)),
             |m| received.push(m.clone()),
         )
         .await
@@ -174,11 +175,11 @@ async fn turn_end_closes_the_turn_without_waiting_for_silence() {
 
     assert!(end_turn(&mut voice, &mut received).await, "the open turn was flushed");
     let result = voice
-        .wait_for(TURN, |e| matches!(e, Event::SttResult { .. }), |m| received.push(m.clone()))
+        .wait_for(TURN, |e| matches!(e, Event::SttResult(_)), |m| received.push(m.clone()))
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("no transcript: {received:#?}"));
-    let Event::SttResult { transcript, .. } = &result.event else { unreachable!() };
+    let Event::SttResult(SttResult { transcript, .. }) = &result.event else { unreachable!() };
     assert!(normalize(transcript).contains("truck"), "{transcript}");
 
     // Paused, the speech stream is closed: nothing to end.
@@ -191,11 +192,7 @@ async fn turn_end_closes_the_turn_without_waiting_for_silence() {
 async fn end_turn(voice: &mut Voice, received: &mut Vec<Message>) -> bool {
     voice.end_turn().await.unwrap();
     let answer = voice
-        .wait_for(
-            QUICK,
-            |e| matches!(e, Event::Response { action, .. } if action == "turn.end"),
-            |m| received.push(m.clone()),
-        )
+        .wait_for(QUICK, |e| matches!(e, Event::TurnEnded(_)), |m| received.push(m.clone()))
         .await
         .unwrap()
         .expect("an answer to turn.end");

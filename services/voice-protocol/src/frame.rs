@@ -8,6 +8,8 @@
 //! | 6..22 | thread id, a UUID's 16 bytes |
 //! | 22.. | PCM, signed 16-bit little-endian, 16 kHz, mono |
 
+use crate::codes::ErrorCode;
+
 /// First byte of every audio frame.
 pub const MAGIC: u8 = 0xB1;
 /// The frame version this parser reads.
@@ -50,13 +52,25 @@ pub enum FrameError {
 
 impl FrameError {
     /// The `error` event code.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            Self::TooShort | Self::BadMagic(_) => "INVALID_FRAME",
-            Self::BadVersion(_) => "UNSUPPORTED_VERSION",
-            Self::OddPcm => "INVALID_AUDIO",
-            Self::TooLarge(_) => "FRAME_TOO_LARGE",
+            Self::TooShort | Self::BadMagic(_) => ErrorCode::InvalidFrame,
+            Self::BadVersion(_) => ErrorCode::UnsupportedVersion,
+            Self::OddPcm => ErrorCode::InvalidAudio,
+            Self::TooLarge(_) => ErrorCode::FrameTooLarge,
         }
+    }
+
+    /// Checks PCM that arrived without a frame header (legacy clients) as a frame's PCM is
+    /// checked.
+    pub fn check_pcm(pcm: &[u8]) -> Result<(), Self> {
+        if pcm.len() > MAX_PCM_BYTES {
+            return Err(Self::TooLarge(pcm.len()));
+        }
+        if !pcm.len().is_multiple_of(2) {
+            return Err(Self::OddPcm);
+        }
+        Ok(())
     }
 }
 
@@ -73,12 +87,7 @@ impl<'a> AudioFrame<'a> {
             return Err(FrameError::BadVersion(bytes[1]));
         }
         let pcm = &bytes[HEADER_LEN..];
-        if pcm.len() > MAX_PCM_BYTES {
-            return Err(FrameError::TooLarge(pcm.len()));
-        }
-        if !pcm.len().is_multiple_of(2) {
-            return Err(FrameError::OddPcm);
-        }
+        FrameError::check_pcm(pcm)?;
         let sequence = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
         let mut thread = [0u8; 16];
         thread.copy_from_slice(&bytes[6..HEADER_LEN]);
@@ -107,6 +116,16 @@ mod tests {
         let bytes = AudioFrame::encode(7, thread, &[1, 0, 2, 0]);
         let frame = AudioFrame::parse(&bytes).unwrap();
         assert_eq!(frame, AudioFrame { sequence: 7, thread_id: thread, pcm: &[1, 0, 2, 0] });
+    }
+
+    #[test]
+    fn frames_follow_the_documented_layout() {
+        let thread = uuid::Uuid::from_bytes([7; 16]);
+        let frame = AudioFrame::encode(258, thread, &[1, 0, 255, 255]);
+        assert_eq!(&frame[..2], &[0xB1, 0x04]);
+        assert_eq!(&frame[2..6], &[2, 1, 0, 0]);
+        assert_eq!(&frame[6..22], &[7; 16]);
+        assert_eq!(&frame[22..], &[1, 0, 255, 255]);
     }
 
     #[test]

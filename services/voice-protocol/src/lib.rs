@@ -1,0 +1,26 @@
+//! The voice socket's wire protocol (`/ws/voice`, catalogued in `docs/ws-messages.md`), typed
+//! once for the server, the client library and the tests:
+//!
+//! - [`ServerEvent`] and [`ServerMessage`]: everything the server sends, in the
+//!   `{type, action, payload, meta}` envelope;
+//! - [`ClientRequest`] and [`ClientMessage`]: the JSON requests a client sends, and the
+//!   [`RequestError`] a malformed one gets;
+//! - [`ErrorCode`] and [`CloseCode`]: the stable codes;
+//! - [`AudioFrame`]: the v4 binary audio frame, parsed and encoded.
+
+pub mod catalogue;
+pub mod client;
+pub mod codes;
+pub mod frame;
+mod names;
+pub mod server;
+
+pub use client::{AudioStream, ClientMessage, ClientRequest, RequestError};
+pub use codes::{CloseCode, ErrorCode};
+pub use frame::{AudioFrame, FrameError};
+pub use server::{
+    AudioAck, BufferState, ConversationState, Empty, ErrorPayload, MessageType, Meta, ParseError,
+    PauseAnswer, PlaybackProgress, RejectReason, Reply, ReplyCancelled, ReplyChunk, ResumeReason,
+    ServerEvent, ServerMessage, SessionCreated, SessionPaused, SessionResumed, StateChange,
+    SttRejected, SttResult, TtsHint, TurnEndAnswer, round_confidence,
+};
