@@ -171,6 +171,11 @@ impl ApiError {
         err
     }
 
+    /// A value that breaks the shared rules for names and grades, as `VALIDATION_ERROR`.
+    pub fn invalid(err: blob_kit::validate::Invalid) -> Self {
+        Self::validation(err.field, err.message)
+    }
+
     /// Maps a downstream gRPC status with the kit's error table.
     pub fn from_status(status: &tonic::Status) -> Self {
         let kind = ErrorKind::from_grpc_code(status.code());

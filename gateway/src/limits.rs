@@ -30,7 +30,7 @@ pub async fn throttle(state: &AppState, user_id: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     let verdict = state
-        .sessions
+        .guard
         .clone()
         .throttle(state.request(pb::ThrottleRequest {
             user_id: user_id.to_owned(),
@@ -110,7 +110,7 @@ async fn idempotent(
     let fingerprint = hex::encode(digest.finalize());
 
     let begun = state
-        .sessions
+        .guard
         .clone()
         .begin_idempotent(state.request(pb::BeginIdempotentRequest {
             key: key.clone(),
@@ -153,7 +153,7 @@ async fn idempotent(
     let bytes: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let store = storable(parts.status);
     let completed = state
-        .sessions
+        .guard
         .clone()
         .complete_idempotent(state.request(pb::CompleteIdempotentRequest {
             key,

@@ -13,7 +13,10 @@ use axum::serve::ListenerExt as _;
 use blob_kit::grpc::{HeaderExtractor, lazy_channel, traced};
 use blob_kit::shutdown::DEFAULT_GRACE;
 use blob_proto::llm::v1::companion_client::CompanionClient;
-use blob_proto::session::v1::session_store_client::SessionStoreClient;
+use blob_proto::session::v1::edge_guard_client::EdgeGuardClient;
+use blob_proto::session::v1::families_client::FamiliesClient;
+use blob_proto::session::v1::lessons_client::LessonsClient;
+use blob_proto::session::v1::sessions_client::SessionsClient;
 use blob_proto::stt::v1::speech_to_text_client::SpeechToTextClient;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -87,7 +90,10 @@ impl Application {
                 ("stt-service", HealthClient::new(stt_channel.clone())),
                 ("llm-service", HealthClient::new(llm_channel.clone())),
             ],
-            sessions: SessionStoreClient::new(session_channel),
+            families: FamiliesClient::new(session_channel.clone()),
+            sessions: SessionsClient::new(session_channel.clone()),
+            lessons: LessonsClient::new(session_channel.clone()),
+            guard: EdgeGuardClient::new(session_channel),
             stt: SpeechToTextClient::new(stt_channel),
             llm: CompanionClient::new(llm_channel),
             config: Arc::new(config),

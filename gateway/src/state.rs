@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use blob_kit::grpc::TracedChannel;
 use blob_proto::llm::v1::companion_client::CompanionClient;
-use blob_proto::session::v1::session_store_client::SessionStoreClient;
+use blob_proto::session::v1::edge_guard_client::EdgeGuardClient;
+use blob_proto::session::v1::families_client::FamiliesClient;
+use blob_proto::session::v1::lessons_client::LessonsClient;
+use blob_proto::session::v1::sessions_client::SessionsClient;
 use blob_proto::stt::v1::speech_to_text_client::SpeechToTextClient;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -21,8 +24,14 @@ pub struct AppState {
     pub firebase: Arc<FirebaseVerifier>,
     /// The backend's own tokens.
     pub tokens: Arc<BackendTokens>,
-    /// The session-service.
-    pub sessions: SessionStoreClient<TracedChannel>,
+    /// The session-service: users, children and family links.
+    pub families: FamiliesClient<TracedChannel>,
+    /// The session-service: sessions and their conversations.
+    pub sessions: SessionsClient<TracedChannel>,
+    /// The session-service: lessons and progress.
+    pub lessons: LessonsClient<TracedChannel>,
+    /// The session-service: request budgets, idempotency keys and store health.
+    pub guard: EdgeGuardClient<TracedChannel>,
     /// The stt-service.
     pub stt: SpeechToTextClient<TracedChannel>,
     /// The llm-service.

@@ -10,7 +10,7 @@ pub fn user_proto(user: UserRecord) -> pb::User {
     pb::User {
         created_at_ms: unix_ms(&user.created_at),
         last_login_at_ms: unix_ms(&user.last_login_at),
-        uid: user.uid,
+        user_id: user.user_id,
         email: user.email,
         display_name: user.display_name,
         role: user.role,
@@ -37,7 +37,7 @@ pub fn link_proto(link: FamilyLink) -> pb::FamilyLink {
     pb::FamilyLink {
         created_at_ms: unix_ms(&link.created_at),
         permission: link.permission.to_proto().into(),
-        user_id: link.uid,
+        user_id: link.user_id,
         child_id: link.child_id,
         granted_by: link.granted_by,
     }

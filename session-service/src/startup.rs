@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use blob_proto::session::v1::session_store_server::SessionStoreServer;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 
@@ -16,13 +15,13 @@ use crate::cold::{ColdStore, FirestoreColdStore, SqliteColdStore};
 use crate::config::{ColdConfig, Config};
 use crate::hot::HotStore;
 use crate::metrics::SessionMetrics;
-use crate::service::SessionService;
+use crate::service::{Core, SERVICE_NAMES};
 use crate::signals::Signals;
 
 /// A built session-service, listening but not yet serving.
 pub struct Application {
     listener: TcpListener,
-    service: SessionService,
+    service: Core,
     readiness: Readiness,
 }
 
@@ -50,7 +49,7 @@ impl Application {
             // The store may come back; lessons are seeded again at the next start.
             Err(err) => tracing::error!(error = %err, "could not seed the lessons catalogue"),
         }
-        let service = SessionService::new(hot, cold, signals, metrics);
+        let service = Core::new(hot, cold, signals, metrics);
 
         let listener = TcpListener::bind(config.grpc_addr)
             .await
@@ -70,11 +69,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "session-service listening");
         let mut routes = tonic::service::RoutesBuilder::default();
-        routes.add_service(SessionStoreServer::new(self.service));
+        self.service.add_services(&mut routes);
         blob_kit::grpc::serve(
             self.listener,
             routes,
-            &["blob.session.v1.SessionStore"],
+            &SERVICE_NAMES,
             &[blob_proto::FILE_DESCRIPTOR_SET],
             self.readiness,
             shutdown,

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use blob_kit::config::EnvReader;
 use blob_proto::session::v1 as pb;
-use blob_proto::session::v1::session_store_client::SessionStoreClient;
+use blob_proto::session::v1::families_client::FamiliesClient;
+use blob_proto::session::v1::lessons_client::LessonsClient;
+use blob_proto::session::v1::sessions_client::SessionsClient;
 use blob_testkit::redis::RedisServer;
 use session_service::cold::{ColdStore as _, SqliteColdStore};
 use session_service::{Application, Config};
@@ -15,7 +17,23 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-type Client = SessionStoreClient<Channel>;
+/// Clients of the service's gRPC services (the edge guard is exercised end to end).
+#[derive(Clone)]
+struct Client {
+    families: FamiliesClient<Channel>,
+    sessions: SessionsClient<Channel>,
+    lessons: LessonsClient<Channel>,
+}
+
+impl Client {
+    fn new(channel: Channel) -> Self {
+        Self {
+            families: FamiliesClient::new(channel.clone()),
+            sessions: SessionsClient::new(channel.clone()),
+            lessons: LessonsClient::new(channel),
+        }
+    }
+}
 
 struct Service {
     client: Client,
@@ -43,7 +61,7 @@ impl Service {
         let until = stop.clone();
         tokio::spawn(app.run_until_stopped(async move { until.cancelled().await }));
         let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await;
-        Self { client: SessionStoreClient::new(channel.unwrap()), redis, dir, stop }
+        Self { client: Client::new(channel.unwrap()), redis, dir, stop }
     }
 
     fn client(&self) -> Client {
@@ -55,52 +73,57 @@ impl Service {
         SqliteColdStore::open(self.dir.path().join("state.sqlite3")).await.unwrap()
     }
 
-    async fn user(&self, uid: &str) {
+    async fn user(&self, user_id: &str) {
         let request = pb::UpsertUserRequest {
-            uid: uid.into(),
-            email: format!("{uid}@example.com"),
-            display_name: uid.into(),
+            user_id: user_id.into(),
+            email: format!("{user_id}@example.com"),
+            display_name: user_id.into(),
         };
-        self.client().upsert_user(request).await.unwrap();
+        self.client().families.upsert_user(request).await.unwrap();
     }
 
-    async fn child(&self, uid: &str, name: &str) -> String {
+    async fn child(&self, user_id: &str, name: &str) -> String {
         let request =
-            pb::CreateChildRequest { user_id: uid.into(), name: name.into(), grade_level: 1 };
-        let access = self.client().create_child(request).await.unwrap().into_inner();
+            pb::CreateChildRequest { user_id: user_id.into(), name: name.into(), grade_level: 1 };
+        let access = self.client().families.create_child(request).await.unwrap().into_inner();
         access.child.unwrap().child_id
     }
 
     async fn open(
         &self,
-        uid: &str,
+        user_id: &str,
         child_id: &str,
     ) -> Result<pb::OpenSessionResponse, tonic::Status> {
         let request = pb::OpenSessionRequest {
-            user_id: uid.into(),
+            user_id: user_id.into(),
             child_id: child_id.into(),
             mode: String::new(),
         };
-        self.client().open_session(request).await.map(|r| r.into_inner())
+        self.client().sessions.open_session(request).await.map(|r| r.into_inner())
     }
 
     async fn attach(
         &self,
-        uid: &str,
+        user_id: &str,
         session_id: &str,
     ) -> Result<pb::AttachSessionResponse, tonic::Status> {
         let request = pb::AttachSessionRequest {
             session_id: session_id.into(),
-            user_id: uid.into(),
+            user_id: user_id.into(),
             replay_after_seq: None,
         };
-        self.client().attach_session(request).await.map(|r| r.into_inner())
+        self.client().sessions.attach_session(request).await.map(|r| r.into_inner())
     }
 
-    async fn append(&self, uid: &str, session_id: &str, text: &str) -> Result<u32, tonic::Status> {
+    async fn append(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        text: &str,
+    ) -> Result<u32, tonic::Status> {
         let request = pb::AppendTurnsRequest {
             session_id: session_id.into(),
-            user_id: uid.into(),
+            user_id: user_id.into(),
             turns: vec![pb::ConversationTurn {
                 request_id: text.into(),
                 user_text: text.into(),
@@ -110,25 +133,26 @@ impl Service {
             }],
             pause_profile: None,
         };
-        self.client().append_turns(request).await.map(|r| r.into_inner().turn_count)
+        self.client().sessions.append_turns(request).await.map(|r| r.into_inner().turn_count)
     }
 
     async fn suspend(
         &self,
-        uid: &str,
+        user_id: &str,
         session_id: &str,
         epoch: u32,
     ) -> Result<pb::Session, tonic::Status> {
-        let request = pb::SessionRef { session_id: session_id.into(), user_id: uid.into(), epoch };
-        self.client().suspend_session(request).await.map(|r| r.into_inner())
+        let request =
+            pb::SessionRef { session_id: session_id.into(), user_id: user_id.into(), epoch };
+        self.client().sessions.suspend_session(request).await.map(|r| r.into_inner())
     }
 
-    async fn turns(&self, uid: &str, conversation_id: &str) -> Vec<pb::ConversationTurn> {
+    async fn turns(&self, user_id: &str, conversation_id: &str) -> Vec<pb::ConversationTurn> {
         let request = pb::GetConversationRequest {
             conversation_id: conversation_id.into(),
-            user_id: uid.into(),
+            user_id: user_id.into(),
         };
-        self.client().get_conversation(request).await.unwrap().into_inner().turns
+        self.client().sessions.get_conversation(request).await.unwrap().into_inner().turns
     }
 }
 
@@ -138,8 +162,8 @@ impl Drop for Service {
     }
 }
 
-fn child_ref(uid: &str, child_id: &str) -> pb::ChildRef {
-    pb::ChildRef { user_id: uid.into(), child_id: child_id.into() }
+fn child_ref(user_id: &str, child_id: &str) -> pb::ChildRef {
+    pb::ChildRef { user_id: user_id.into(), child_id: child_id.into() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +256,7 @@ async fn closing_suspends_and_never_deletes() {
     assert_eq!(suspended.state, pb::SessionState::Suspended as i32);
 
     let request = pb::GetSessionRequest { session_id: session.session_id.clone() };
-    let stored = service.client().get_session(request).await.unwrap().into_inner();
+    let stored = service.client().sessions.get_session(request).await.unwrap().into_inner();
     assert_eq!(stored.state, pb::SessionState::Suspended as i32, "still there, suspended");
     assert_eq!(service.turns("parent", &session.conversation_id).await.len(), 1);
 }
@@ -261,9 +285,10 @@ async fn the_pause_profile_is_kept_with_the_conversation() {
         pause_profile: pauses.map(|pauses_ms| pb::PauseProfile { pauses_ms }),
     };
     let mut client = service.client();
-    client.append_turns(append(Some(vec![300, 1200, 450]), "one")).await.unwrap();
-    client.append_turns(append(None, "two")).await.unwrap();
-    let refused = client.append_turns(append(Some(vec![100; 33]), "three")).await.unwrap_err();
+    client.sessions.append_turns(append(Some(vec![300, 1200, 450]), "one")).await.unwrap();
+    client.sessions.append_turns(append(None, "two")).await.unwrap();
+    let refused =
+        client.sessions.append_turns(append(Some(vec![100; 33]), "three")).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     service.suspend("parent", &session.session_id, attached.epoch).await.unwrap();
 
@@ -322,7 +347,7 @@ async fn a_revoked_link_stops_access_at_once() {
         grantee_user_id: "nan".into(),
         permission: pb::Permission::Interact as i32,
     };
-    service.client().grant_permission(grant).await.unwrap();
+    service.client().families.grant_permission(grant).await.unwrap();
     let session = service.open("nan", &child).await.unwrap().session.unwrap();
     service.attach("nan", &session.session_id).await.unwrap();
 
@@ -331,16 +356,28 @@ async fn a_revoked_link_stops_access_at_once() {
         child_id: child.clone(),
         grantee_user_id: "nan".into(),
     };
-    assert!(service.client().revoke_permission(revoke).await.unwrap().into_inner().revoked);
+    assert!(
+        service.client().families.revoke_permission(revoke).await.unwrap().into_inner().revoked
+    );
 
     let err = service.open("nan", &child).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     let err = service.attach("nan", &session.session_id).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "the revoked user's session ended: {err:?}");
     let get = pb::GetChildRequest { user_id: "nan".into(), child_id: child.clone() };
-    assert_eq!(service.client().get_child(get).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(service.client().families.get_child(get).await.unwrap_err().code(), Code::NotFound);
     let list = pb::ListChildrenRequest { user_id: "nan".into() };
-    assert!(service.client().list_children(list).await.unwrap().into_inner().children.is_empty());
+    assert!(
+        service
+            .client()
+            .families
+            .list_children(list)
+            .await
+            .unwrap()
+            .into_inner()
+            .children
+            .is_empty()
+    );
     // Mum keeps hers, and the ended session was archived.
     service.open("mum", &child).await.unwrap();
     let archived = service.cold().await.list_archived_sessions(&child).await.unwrap();
@@ -350,36 +387,37 @@ async fn a_revoked_link_stops_access_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_rank_manage_over_interact_over_view() {
     let service = Service::start().await;
-    for uid in ["owner", "viewer", "talker", "stranger"] {
-        service.user(uid).await;
+    for user_id in ["owner", "viewer", "talker", "stranger"] {
+        service.user(user_id).await;
     }
     let child = service.child("owner", "Kit").await;
-    for (uid, permission) in
+    for (user_id, permission) in
         [("viewer", pb::Permission::View), ("talker", pb::Permission::Interact)]
     {
         let grant = pb::GrantPermissionRequest {
             user_id: "owner".into(),
             child_id: child.clone(),
-            grantee_user_id: uid.into(),
+            grantee_user_id: user_id.into(),
             permission: permission as i32,
         };
-        service.client().grant_permission(grant).await.unwrap();
+        service.client().families.grant_permission(grant).await.unwrap();
     }
     let mut client = service.client();
-    let get = |uid: &str| pb::GetChildRequest { user_id: uid.into(), child_id: child.clone() };
-    let viewed = client.get_child(get("viewer")).await.unwrap().into_inner();
+    let get =
+        |user_id: &str| pb::GetChildRequest { user_id: user_id.into(), child_id: child.clone() };
+    let viewed = client.families.get_child(get("viewer")).await.unwrap().into_inner();
     assert_eq!(viewed.permission, pb::Permission::View as i32);
-    client.list_progress(child_ref("viewer", &child)).await.unwrap();
+    client.lessons.list_progress(child_ref("viewer", &child)).await.unwrap();
     assert_eq!(service.open("viewer", &child).await.unwrap_err().code(), Code::PermissionDenied);
     service.open("talker", &child).await.unwrap();
-    let rename = |uid: &str| pb::UpdateChildRequest {
-        user_id: uid.into(),
+    let rename = |user_id: &str| pb::UpdateChildRequest {
+        user_id: user_id.into(),
         child_id: child.clone(),
         name: Some("Kitty".into()),
         grade_level: None,
     };
     assert_eq!(
-        client.update_child(rename("talker")).await.unwrap_err().code(),
+        client.families.update_child(rename("talker")).await.unwrap_err().code(),
         Code::PermissionDenied
     );
     let grant = pb::GrantPermissionRequest {
@@ -388,14 +426,20 @@ async fn permissions_rank_manage_over_interact_over_view() {
         grantee_user_id: "stranger".into(),
         permission: pb::Permission::Manage as i32,
     };
-    assert_eq!(client.grant_permission(grant).await.unwrap_err().code(), Code::PermissionDenied);
-    let renamed = client.update_child(rename("owner")).await.unwrap().into_inner();
+    assert_eq!(
+        client.families.grant_permission(grant).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let renamed = client.families.update_child(rename("owner")).await.unwrap().into_inner();
     assert_eq!(renamed.child.unwrap().name, "Kitty");
     // Another family sees nothing, not even that the child exists.
-    assert_eq!(client.get_child(get("stranger")).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        client.families.get_child(get("stranger")).await.unwrap_err().code(),
+        Code::NotFound
+    );
     assert_eq!(service.open("stranger", &child).await.unwrap_err().code(), Code::NotFound);
     let erase = child_ref("stranger", &child);
-    assert_eq!(client.erase_child_data(erase).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(client.families.erase_child_data(erase).await.unwrap_err().code(), Code::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,13 +455,13 @@ async fn erasing_a_child_removes_hot_and_cold_state_with_a_receipt() {
         grantee_user_id: "dad".into(),
         permission: pb::Permission::Manage as i32,
     };
-    service.client().grant_permission(grant).await.unwrap();
+    service.client().families.grant_permission(grant).await.unwrap();
     // One ended (archived) session and one live one, each with a conversation.
     let first = service.open("mum", &child).await.unwrap().session.unwrap();
     service.append("mum", &first.session_id, "first").await.unwrap();
     let end =
         pb::SessionRef { session_id: first.session_id.clone(), user_id: "mum".into(), epoch: 0 };
-    service.client().end_session(end).await.unwrap();
+    service.client().sessions.end_session(end).await.unwrap();
     let second = service.open("mum", &child).await.unwrap().session.unwrap();
     assert_ne!(second.session_id, first.session_id);
     service.append("mum", &second.session_id, "second").await.unwrap();
@@ -427,12 +471,17 @@ async fn erasing_a_child_removes_hot_and_cold_state_with_a_receipt() {
         lesson_id: "counting-to-ten".into(),
         update: Some(pb::record_progress_request::Update::Started(true)),
     };
-    service.client().record_progress(progress).await.unwrap();
+    service.client().lessons.record_progress(progress).await.unwrap();
     let sibling_session = service.open("mum", &sibling).await.unwrap().session.unwrap();
     service.append("mum", &sibling_session.session_id, "sibling").await.unwrap();
 
-    let receipt =
-        service.client().erase_child_data(child_ref("dad", &child)).await.unwrap().into_inner();
+    let receipt = service
+        .client()
+        .families
+        .erase_child_data(child_ref("dad", &child))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
         (receipt.children, receipt.family_links, receipt.progress, receipt.archived_sessions),
         (1, 2, 1, 1)
@@ -440,12 +489,18 @@ async fn erasing_a_child_removes_hot_and_cold_state_with_a_receipt() {
     assert_eq!((receipt.hot_sessions, receipt.conversations), (1, 2));
     assert!(receipt.erased_at_ms > 0);
 
-    for uid in ["mum", "dad"] {
-        let get = pb::GetChildRequest { user_id: uid.into(), child_id: child.clone() };
-        assert_eq!(service.client().get_child(get).await.unwrap_err().code(), Code::NotFound);
+    for user_id in ["mum", "dad"] {
+        let get = pb::GetChildRequest { user_id: user_id.into(), child_id: child.clone() };
+        assert_eq!(
+            service.client().families.get_child(get).await.unwrap_err().code(),
+            Code::NotFound
+        );
     }
     let request = pb::GetSessionRequest { session_id: second.session_id.clone() };
-    assert_eq!(service.client().get_session(request).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        service.client().sessions.get_session(request).await.unwrap_err().code(),
+        Code::NotFound
+    );
     for conversation in [&first.conversation_id, &second.conversation_id] {
         assert!(service.turns("mum", conversation).await.is_empty(), "no turn is left");
     }
@@ -455,7 +510,7 @@ async fn erasing_a_child_removes_hot_and_cold_state_with_a_receipt() {
     // The sibling keeps everything.
     assert_eq!(service.turns("mum", &sibling_session.conversation_id).await.len(), 1);
     let get = pb::GetChildRequest { user_id: "mum".into(), child_id: sibling.clone() };
-    service.client().get_child(get).await.unwrap();
+    service.client().families.get_child(get).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,13 +527,16 @@ async fn ending_archives_the_session_then_removes_its_hot_keys() {
         user_id: "parent".into(),
         epoch: 0,
     };
-    let ended = service.client().end_session(end).await.unwrap().into_inner();
+    let ended = service.client().sessions.end_session(end).await.unwrap().into_inner();
     assert_eq!(ended.state, pb::SessionState::Ended as i32);
     let archived = service.cold().await.list_archived_sessions(&child).await.unwrap();
     assert_eq!(archived.len(), 1);
     assert_eq!((archived[0].session.state.as_str(), archived[0].turn_count), ("ended", 2));
     let request = pb::GetSessionRequest { session_id: session.session_id.clone() };
-    assert_eq!(service.client().get_session(request).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        service.client().sessions.get_session(request).await.unwrap_err().code(),
+        Code::NotFound
+    );
     let reopened = service.open("parent", &child).await.unwrap();
     assert_eq!(reopened.outcome, pb::OpenOutcome::Created as i32, "an ended session stays ended");
 }
@@ -497,7 +555,10 @@ async fn a_redis_restart_is_unavailable_then_recovers() {
     assert!(err.message().contains("session store unavailable"), "{err:?}");
     // Cold state is still served while Redis is down.
     let list = pb::ListChildrenRequest { user_id: "parent".into() };
-    assert_eq!(service.client().list_children(list).await.unwrap().into_inner().children.len(), 1);
+    assert_eq!(
+        service.client().families.list_children(list).await.unwrap().into_inner().children.len(),
+        1
+    );
 
     service.redis.restart().await;
     let reopened =
@@ -511,5 +572,5 @@ async fn a_redis_restart_is_unavailable_then_recovers() {
     assert_eq!(reopened.outcome, pb::OpenOutcome::Created as i32);
     let request =
         Request::new(pb::GetSessionRequest { session_id: reopened.session.unwrap().session_id });
-    service.client().get_session(request).await.unwrap();
+    service.client().sessions.get_session(request).await.unwrap();
 }

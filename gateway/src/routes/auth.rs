@@ -147,22 +147,22 @@ async fn exchange(
 ) -> Result<ApiOk<TokenExchangeResponse>, ApiError> {
     let identity = state.firebase.verify(firebase_token).await.map_err(auth_error)?;
     tracing::Span::current().record("user_id", identity.uid.as_str());
-    let mut sessions = state.sessions.clone();
-    let user = sessions
+    let mut families = state.families.clone();
+    let user = families
         .upsert_user(state.request(pb::UpsertUserRequest {
-            uid: identity.uid.clone(),
+            user_id: identity.uid.clone(),
             email: identity.email,
             display_name: identity.display_name,
         }))
         .await?
         .into_inner();
-    let children = sessions
-        .list_children(state.request(pb::ListChildrenRequest { user_id: user.uid.clone() }))
+    let children = families
+        .list_children(state.request(pb::ListChildrenRequest { user_id: user.user_id.clone() }))
         .await?
         .into_inner()
         .children;
     let children: Vec<ChildSummary> = children.into_iter().filter_map(child_summary).collect();
-    let token = state.tokens.issue_access(&user.uid, &user.email, child_claims(&children));
+    let token = state.tokens.issue_access(&user.user_id, &user.email, child_claims(&children));
     tracing::info!(children = children.len(), "token exchanged");
     Ok(ApiOk(
         StatusCode::OK,
@@ -170,7 +170,7 @@ async fn exchange(
             token,
             expires_in: state.tokens.ttl().as_secs(),
             user: UserView {
-                uid: user.uid,
+                uid: user.user_id,
                 email: user.email,
                 display_name: user.display_name,
                 role: user.role,
@@ -223,9 +223,9 @@ pub async fn refresh(
 ) -> Result<ApiOk<RefreshResponse>, ApiError> {
     let identity = state.firebase.verify(body.firebase_token.trim()).await.map_err(auth_error)?;
     tracing::Span::current().record("user_id", identity.uid.as_str());
-    let mut sessions = state.sessions.clone();
-    let user = sessions
-        .get_user(state.request(pb::GetUserRequest { uid: identity.uid.clone() }))
+    let mut families = state.families.clone();
+    let user = families
+        .get_user(state.request(pb::GetUserRequest { user_id: identity.uid.clone() }))
         .await
         .map_err(|status| match status.code() {
             tonic::Code::NotFound => ApiError::new(
@@ -235,13 +235,13 @@ pub async fn refresh(
             _ => ApiError::from(status),
         })?
         .into_inner();
-    let children = sessions
-        .list_children(state.request(pb::ListChildrenRequest { user_id: user.uid.clone() }))
+    let children = families
+        .list_children(state.request(pb::ListChildrenRequest { user_id: user.user_id.clone() }))
         .await?
         .into_inner()
         .children;
     let children: Vec<ChildSummary> = children.into_iter().filter_map(child_summary).collect();
-    let token = state.tokens.issue_access(&user.uid, &user.email, child_claims(&children));
+    let token = state.tokens.issue_access(&user.user_id, &user.email, child_claims(&children));
     Ok(ApiOk(StatusCode::OK, RefreshResponse { token, expires_in: state.tokens.ttl().as_secs() }))
 }
 

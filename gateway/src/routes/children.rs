@@ -13,9 +13,7 @@ use super::AuthUser;
 use super::views::{ActiveSessionView, ChildView, ProgressView};
 use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode, rfc3339_ms};
 use crate::state::AppState;
-
-/// Longest name accepted, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
+use blob_kit::validate;
 
 /// `POST /api/v1/children` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -111,25 +109,6 @@ pub struct ErasureCounts {
     pub conversations: u32,
 }
 
-fn check_name(name: &str) -> Result<&str, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::validation(
-            "name",
-            format!("name must be 1-{MAX_NAME_CHARS} characters"),
-        ));
-    }
-    Ok(name)
-}
-
-fn check_grade(grade_level: i32) -> Result<(), ApiError> {
-    if (-1..=12).contains(&grade_level) {
-        Ok(())
-    } else {
-        Err(ApiError::validation("grade_level", "grade_level must be between -1 and 12"))
-    }
-}
-
 /// The wire permission as the gRPC enum.
 pub fn parse_permission(value: &str) -> Option<pb::Permission> {
     match value {
@@ -173,10 +152,10 @@ pub async fn create_child(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<CreateChildRequest>,
 ) -> Result<ApiOk<ChildView>, ApiError> {
-    let name = check_name(&body.name)?;
-    check_grade(body.grade_level)?;
+    let name = validate::child_name(&body.name).map_err(ApiError::invalid)?;
+    validate::grade_level(body.grade_level).map_err(ApiError::invalid)?;
     let access = state
-        .sessions
+        .families
         .clone()
         .create_child(state.request(pb::CreateChildRequest {
             user_id: user.sub.clone(),
@@ -209,7 +188,7 @@ pub async fn list_children(
     AuthUser(user): AuthUser,
 ) -> Result<ApiOk<Vec<ChildView>>, ApiError> {
     let children = state
-        .sessions
+        .families
         .clone()
         .list_children(state.request(pb::ListChildrenRequest { user_id: user.sub.clone() }))
         .await?
@@ -243,15 +222,16 @@ pub async fn get_child(
     user: AuthUser,
     Path(child_id): Path<String>,
 ) -> Result<ApiOk<ChildDetail>, ApiError> {
-    let mut sessions = state.sessions.clone();
-    let access = sessions
+    let access = state
+        .families
+        .clone()
         .get_child(state.request(pb::GetChildRequest {
             user_id: user.0.sub.clone(),
             child_id: child_id.clone(),
         }))
         .await?
         .into_inner();
-    let (mut progress_client, mut session_client) = (sessions.clone(), sessions);
+    let (mut progress_client, mut session_client) = (state.lessons.clone(), state.sessions.clone());
     let (progress, session) = tokio::join!(
         progress_client.list_progress(state.request(child_ref(&user, &child_id))),
         session_client.get_child_session(state.request(child_ref(&user, &child_id))),
@@ -301,12 +281,18 @@ pub async fn update_child(
     if body.name.is_none() && body.grade_level.is_none() {
         return Err(ApiError::validation("body", "give name, grade_level or both"));
     }
-    let name = body.name.as_deref().map(check_name).transpose()?.map(str::to_owned);
+    let name = body
+        .name
+        .as_deref()
+        .map(validate::child_name)
+        .transpose()
+        .map_err(ApiError::invalid)?
+        .map(str::to_owned);
     if let Some(grade_level) = body.grade_level {
-        check_grade(grade_level)?;
+        validate::grade_level(grade_level).map_err(ApiError::invalid)?;
     }
     let access = state
-        .sessions
+        .families
         .clone()
         .update_child(state.request(pb::UpdateChildRequest {
             user_id: user.sub.clone(),
@@ -346,7 +332,7 @@ pub async fn delete_child(
     Path(child_id): Path<String>,
 ) -> Result<ApiOk<ChildView>, ApiError> {
     let access =
-        state.sessions.clone().delete_child(state.request(child_ref(&user, &child_id))).await?;
+        state.families.clone().delete_child(state.request(child_ref(&user, &child_id))).await?;
     Ok(ApiOk(StatusCode::OK, ChildView::from_access(access.into_inner()).ok_or_else(internal)?))
 }
 
@@ -388,7 +374,7 @@ pub async fn grant_permission(
         ApiError::validation("permission", "permission must be view, interact or manage")
     })?;
     let link = state
-        .sessions
+        .families
         .clone()
         .grant_permission(state.request(pb::GrantPermissionRequest {
             user_id: user.sub.clone(),
@@ -439,7 +425,7 @@ pub async fn revoke_permission(
     Path((child_id, grantee)): Path<(String, String)>,
 ) -> Result<ApiOk<RevokeView>, ApiError> {
     let revoked = state
-        .sessions
+        .families
         .clone()
         .revoke_permission(state.request(pb::RevokePermissionRequest {
             user_id: user.sub.clone(),
@@ -479,7 +465,7 @@ pub async fn erase_child_data(
     Path(child_id): Path<String>,
 ) -> Result<ApiOk<ErasureView>, ApiError> {
     let receipt = state
-        .sessions
+        .families
         .clone()
         .erase_child_data(state.request(child_ref(&user, &child_id)))
         .await?
@@ -528,7 +514,7 @@ pub async fn list_progress(
     Path(child_id): Path<String>,
 ) -> Result<ApiOk<Vec<ProgressView>>, ApiError> {
     let progress =
-        state.sessions.clone().list_progress(state.request(child_ref(&user, &child_id))).await?;
+        state.lessons.clone().list_progress(state.request(child_ref(&user, &child_id))).await?;
     Ok(ApiOk(StatusCode::OK, progress.into_inner().progress.into_iter().map(Into::into).collect()))
 }
 
@@ -559,7 +545,7 @@ pub async fn get_progress(
     Path((child_id, lesson_id)): Path<(String, String)>,
 ) -> Result<ApiOk<ProgressView>, ApiError> {
     let progress = state
-        .sessions
+        .lessons
         .clone()
         .get_progress(state.request(pb::GetProgressRequest {
             user_id: user.sub.clone(),

@@ -135,7 +135,7 @@ pub async fn services(State(state): State<AppState>) -> ApiOk<Services> {
         };
         dependency((*service).to_owned(), detail, started.elapsed())
     });
-    let mut stores_client = state.sessions.clone();
+    let mut stores_client = state.guard.clone();
     let stores = async move {
         let mut request = tonic::Request::new(blob_proto::session::v1::CheckStoresRequest {});
         request.set_timeout(Duration::from_secs(2));

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::AuthUser;
 use crate::envelope::{ApiError, ApiOk};
 use crate::state::AppState;
+use blob_kit::validate;
 
 /// A lesson in the list (no steps).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -106,7 +107,7 @@ pub async fn list_lessons(
                 filter.difficulty = Some(value);
             }
             "grade" | "grade_level" => {
-                let grade = value.parse::<i32>().ok().filter(|g| (-1..=12).contains(g));
+                let grade = value.parse::<i32>().ok().filter(|g| validate::GRADES.contains(g));
                 filter.grade_level = Some(grade.ok_or_else(|| {
                     ApiError::validation("grade", "grade must be a whole number from -1 to 12")
                 })?);
@@ -119,7 +120,7 @@ pub async fn list_lessons(
             }
         }
     }
-    let lessons = state.sessions.clone().list_lessons(state.request(filter)).await?;
+    let lessons = state.lessons.clone().list_lessons(state.request(filter)).await?;
     Ok(ApiOk(StatusCode::OK, lessons.into_inner().lessons.iter().map(summary).collect()))
 }
 
@@ -149,7 +150,7 @@ pub async fn get_lesson(
     Path(lesson_id): Path<String>,
 ) -> Result<ApiOk<LessonView>, ApiError> {
     let lesson = state
-        .sessions
+        .lessons
         .clone()
         .get_lesson(state.request(pb::GetLessonRequest { lesson_id }))
         .await?

@@ -9,9 +9,7 @@ use super::AuthUser;
 use super::views::{ActiveSessionView, ChildView, UserProfile};
 use crate::envelope::{ApiError, ApiJson, ApiOk};
 use crate::state::AppState;
-
-/// Longest display name accepted, in characters.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 128;
+use blob_kit::validate;
 
 /// `GET /api/v1/users/me`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -67,9 +65,9 @@ pub async fn get_me(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<ApiOk<Me>, ApiError> {
-    let (mut users, mut children) = (state.sessions.clone(), state.sessions.clone());
+    let (mut users, mut children) = (state.families.clone(), state.families.clone());
     let (profile, listed) = tokio::join!(
-        users.get_user(state.request(pb::GetUserRequest { uid: user.sub.clone() })),
+        users.get_user(state.request(pb::GetUserRequest { user_id: user.sub.clone() })),
         children
             .list_children(state.request(pb::ListChildrenRequest { user_id: user.sub.clone() })),
     );
@@ -137,18 +135,12 @@ pub async fn update_me(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> Result<ApiOk<UserProfile>, ApiError> {
-    let name = body.display_name.trim();
-    if name.chars().count() > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "display_name",
-            format!("display_name must be at most {MAX_DISPLAY_NAME_CHARS} printable characters"),
-        ));
-    }
+    let name = validate::display_name(&body.display_name).map_err(ApiError::invalid)?;
     let updated = state
-        .sessions
+        .families
         .clone()
         .update_user(state.request(pb::UpdateUserRequest {
-            uid: user.sub.clone(),
+            user_id: user.sub.clone(),
             display_name: Some(name.to_owned()),
         }))
         .await?

@@ -29,7 +29,7 @@ impl From<pb::User> for UserProfile {
         Self {
             created_at: rfc3339_ms(user.created_at_ms),
             last_login_at: rfc3339_ms(user.last_login_at_ms),
-            uid: user.uid,
+            uid: user.user_id,
             email: user.email,
             display_name: user.display_name,
             role: user.role,

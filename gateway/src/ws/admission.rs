@@ -96,7 +96,9 @@ pub async fn admit(
         .into_inner();
     let session =
         attached.session.ok_or((CloseCode::Internal, "session service answered nothing"))?;
-    let child = sessions
+    let child = state
+        .families
+        .clone()
         .get_child(state.request(session::GetChildRequest {
             user_id: claims.sub.clone(),
             child_id: session.child_id.clone(),

@@ -10,6 +10,7 @@ use crate::paths;
 use crate::process::{ServiceProcess, wait_for_port};
 use crate::redis::RedisServer;
 use crate::{TempDir, free_port};
+use blob_proto::session::v1 as session;
 
 /// The project id the stack's gateway expects.
 pub const PROJECT_ID: &str = "blob-e2e";
@@ -257,18 +258,15 @@ impl Stack {
         format!("http://127.0.0.1:{}", port.unwrap_or_else(|| panic!("no service {service}")))
     }
 
-    /// A gRPC client of the stack's session-service (to look behind the gateway).
-    pub async fn session_client(
-        &self,
-    ) -> blob_proto::session::v1::session_store_client::SessionStoreClient<tonic::transport::Channel>
-    {
+    /// gRPC clients of the stack's session-service (to look behind the gateway).
+    pub async fn session_client(&self) -> SessionClients {
         let url = format!("http://127.0.0.1:{}", self.session_port);
         let channel = tonic::transport::Channel::from_shared(url)
             .expect("valid URL")
             .connect()
             .await
             .expect("connecting to the session-service");
-        blob_proto::session::v1::session_store_client::SessionStoreClient::new(channel)
+        SessionClients::new(channel)
     }
 
     /// A service process by name.
@@ -298,6 +296,31 @@ impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
+        }
+    }
+}
+
+/// A client of each of the session-service's four gRPC services, over one channel.
+#[derive(Clone)]
+pub struct SessionClients {
+    /// Users, children and family links.
+    pub families: session::families_client::FamiliesClient<tonic::transport::Channel>,
+    /// Sessions and conversations.
+    pub sessions: session::sessions_client::SessionsClient<tonic::transport::Channel>,
+    /// Lessons and progress.
+    pub lessons: session::lessons_client::LessonsClient<tonic::transport::Channel>,
+    /// Request budgets, idempotency keys and store health.
+    pub guard: session::edge_guard_client::EdgeGuardClient<tonic::transport::Channel>,
+}
+
+impl SessionClients {
+    /// The four clients over `channel`.
+    pub fn new(channel: tonic::transport::Channel) -> Self {
+        Self {
+            families: session::families_client::FamiliesClient::new(channel.clone()),
+            sessions: session::sessions_client::SessionsClient::new(channel.clone()),
+            lessons: session::lessons_client::LessonsClient::new(channel.clone()),
+            guard: session::edge_guard_client::EdgeGuardClient::new(channel),
         }
     }
 }

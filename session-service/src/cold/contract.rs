@@ -84,12 +84,12 @@ fn child(id: &str, name: &str) -> ChildRecord {
     }
 }
 
-fn link(uid: &str, child_id: &str, permission: Permission) -> FamilyLink {
+fn link(user_id: &str, child_id: &str, permission: Permission) -> FamilyLink {
     FamilyLink {
-        uid: uid.to_owned(),
+        user_id: user_id.to_owned(),
         child_id: child_id.to_owned(),
         permission,
-        granted_by: uid.to_owned(),
+        granted_by: user_id.to_owned(),
         created_at: now_rfc3339(),
     }
 }
@@ -399,10 +399,10 @@ async fn archived_sessions_are_replaced_and_ordered(store: Store) {
 async fn erasing_a_child_removes_everything_about_them(store: Store) {
     store.create_child(&child("kid", "Kai")).await.unwrap();
     store.create_child(&child("sibling", "Sia")).await.unwrap();
-    for (uid, permission) in
+    for (user_id, permission) in
         [("mum", Permission::Manage), ("dad", Permission::Manage), ("nan", Permission::View)]
     {
-        store.create_link_if_absent(&link(uid, "kid", permission)).await.unwrap();
+        store.create_link_if_absent(&link(user_id, "kid", permission)).await.unwrap();
     }
     store.create_link_if_absent(&link("mum", "sibling", Permission::Manage)).await.unwrap();
     for lesson in ["l1", "l2"] {
@@ -415,8 +415,8 @@ async fn erasing_a_child_removes_everything_about_them(store: Store) {
     let counts = store.erase_child("kid").await.unwrap();
     assert_eq!(counts, ErasureCounts { children: 1, family_links: 3, progress: 2, sessions: 1 });
     assert_eq!(store.get_child("kid").await.unwrap(), None);
-    for uid in ["mum", "dad", "nan"] {
-        assert_eq!(store.get_link(uid, "kid").await.unwrap(), None);
+    for user_id in ["mum", "dad", "nan"] {
+        assert_eq!(store.get_link(user_id, "kid").await.unwrap(), None);
     }
     assert!(store.list_progress("kid").await.unwrap().is_empty());
     assert!(store.list_archived_sessions("kid").await.unwrap().is_empty());

@@ -68,8 +68,12 @@ impl FirestoreColdStore {
         self.db.fluent().select().by_id_in(collection).obj().one(id).await.map_err(map_error)
     }
 
-    async fn link_at(&self, uid: &str, child_id: &str) -> Result<Option<FamilyLink>, ColdError> {
-        let parent = self.db.parent_path(USERS, uid).map_err(map_error)?;
+    async fn link_at(
+        &self,
+        user_id: &str,
+        child_id: &str,
+    ) -> Result<Option<FamilyLink>, ColdError> {
+        let parent = self.db.parent_path(USERS, user_id).map_err(map_error)?;
         self.db
             .fluent()
             .select()
@@ -82,7 +86,7 @@ impl FirestoreColdStore {
     }
 
     async fn write_link(&self, link: &FamilyLink) -> Result<(), ColdError> {
-        let parent = self.db.parent_path(USERS, &link.uid).map_err(map_error)?;
+        let parent = self.db.parent_path(USERS, &link.user_id).map_err(map_error)?;
         self.db
             .fluent()
             .update()
@@ -114,15 +118,15 @@ impl FirestoreColdStore {
     /// Changes one field of an existing user; [`ColdError::NotFound`] if there is none.
     async fn update_user(
         &self,
-        uid: &str,
+        user_id: &str,
         field: &str,
         change: impl FnOnce(&mut UserRecord) + Send,
     ) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
+        check_id("user_id", user_id)?;
         let mut user: UserRecord = self
-            .get(USERS, uid)
+            .get(USERS, user_id)
             .await?
-            .ok_or_else(|| ColdError::NotFound(format!("users/{uid}")))?;
+            .ok_or_else(|| ColdError::NotFound(format!("users/{user_id}")))?;
         change(&mut user);
         self.db
             .fluent()
@@ -130,7 +134,7 @@ impl FirestoreColdStore {
             .fields([field])
             .in_col(USERS)
             .precondition(FirestoreWritePrecondition::Exists(true))
-            .document_id(uid)
+            .document_id(user_id)
             .object(&user)
             .execute::<()>()
             .await
@@ -185,38 +189,39 @@ impl ColdStore for FirestoreColdStore {
         self.get::<Lesson>(LESSONS, "ping").await.map(drop)
     }
 
-    async fn get_user(&self, uid: &str) -> Result<Option<UserRecord>, ColdError> {
-        check_id("uid", uid)?;
-        self.get(USERS, uid).await
+    async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, ColdError> {
+        check_id("user_id", user_id)?;
+        self.get(USERS, user_id).await
     }
 
     async fn upsert_user(
         &self,
-        uid: &str,
+        user_id: &str,
         email: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
-        let (uid, email, display_name) =
-            (uid.to_owned(), email.to_owned(), display_name.to_owned());
+        check_id("user_id", user_id)?;
+        let (user_id, email, display_name) =
+            (user_id.to_owned(), email.to_owned(), display_name.to_owned());
         self.db
             .run_transaction(|db, transaction| {
-                let (uid, email, display_name) = (uid.clone(), email.clone(), display_name.clone());
+                let (user_id, email, display_name) =
+                    (user_id.clone(), email.clone(), display_name.clone());
                 Box::pin(async move {
                     let now = now_rfc3339();
                     let stored: Option<UserRecord> =
-                        db.fluent().select().by_id_in(USERS).obj().one(&uid).await?;
+                        db.fluent().select().by_id_in(USERS).obj().one(&user_id).await?;
                     let user = match stored {
                         Some(mut user) => {
                             refresh_user(&mut user, &email, &display_name, &now);
                             user
                         }
-                        None => new_user(&uid, &email, &display_name, &now),
+                        None => new_user(&user_id, &email, &display_name, &now),
                     };
                     db.fluent()
                         .update()
                         .in_col(USERS)
-                        .document_id(&uid)
+                        .document_id(&user_id)
                         .object(&user)
                         .add_to_transaction(transaction)?;
                     Ok(user)
@@ -226,22 +231,24 @@ impl ColdStore for FirestoreColdStore {
             .map_err(map_error)
     }
 
-    async fn update_last_login(&self, uid: &str) -> Result<UserRecord, ColdError> {
-        self.update_user(uid, "last_login_at", |user| user.last_login_at = now_rfc3339()).await
+    async fn update_last_login(&self, user_id: &str) -> Result<UserRecord, ColdError> {
+        self.update_user(user_id, "last_login_at", |user| user.last_login_at = now_rfc3339()).await
     }
 
     async fn set_display_name(
         &self,
-        uid: &str,
+        user_id: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
-        self.update_user(uid, "display_name", |user| user.display_name = display_name.to_owned())
-            .await
+        self.update_user(user_id, "display_name", |user| {
+            user.display_name = display_name.to_owned()
+        })
+        .await
     }
 
-    async fn list_links(&self, uid: &str) -> Result<Vec<FamilyLink>, ColdError> {
-        check_id("uid", uid)?;
-        let parent = self.db.parent_path(USERS, uid).map_err(map_error)?;
+    async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError> {
+        check_id("user_id", user_id)?;
+        let parent = self.db.parent_path(USERS, user_id).map_err(map_error)?;
         let mut links: Vec<FamilyLink> = self
             .db
             .fluent()
@@ -256,19 +263,23 @@ impl ColdStore for FirestoreColdStore {
         Ok(links)
     }
 
-    async fn get_link(&self, uid: &str, child_id: &str) -> Result<Option<FamilyLink>, ColdError> {
-        check_id("uid", uid)?;
+    async fn get_link(
+        &self,
+        user_id: &str,
+        child_id: &str,
+    ) -> Result<Option<FamilyLink>, ColdError> {
+        check_id("user_id", user_id)?;
         check_id("child_id", child_id)?;
-        self.link_at(uid, child_id).await
+        self.link_at(user_id, child_id).await
     }
 
     async fn create_link_if_absent(
         &self,
         link: &FamilyLink,
     ) -> Result<(FamilyLink, bool), ColdError> {
-        check_id("uid", &link.uid)?;
+        check_id("user_id", &link.user_id)?;
         check_id("child_id", &link.child_id)?;
-        let parent = self.db.parent_path(USERS, &link.uid).map_err(map_error)?;
+        let parent = self.db.parent_path(USERS, &link.user_id).map_err(map_error)?;
         let created = self
             .db
             .fluent()
@@ -282,7 +293,7 @@ impl ColdStore for FirestoreColdStore {
         match created.map_err(map_error) {
             Ok(()) => Ok((link.clone(), true)),
             Err(ColdError::AlreadyExists(_)) => {
-                let stored = self.link_at(&link.uid, &link.child_id).await?;
+                let stored = self.link_at(&link.user_id, &link.child_id).await?;
                 // Revoked between the two calls: the caller's link was not created either.
                 stored.map(|s| (s, false)).ok_or_else(|| {
                     ColdError::Unavailable("family link changed concurrently".to_owned())
@@ -293,9 +304,9 @@ impl ColdStore for FirestoreColdStore {
     }
 
     async fn grant_permission(&self, link: &FamilyLink) -> Result<FamilyLink, ColdError> {
-        check_id("uid", &link.uid)?;
+        check_id("user_id", &link.user_id)?;
         check_id("child_id", &link.child_id)?;
-        let stored = match self.link_at(&link.uid, &link.child_id).await? {
+        let stored = match self.link_at(&link.user_id, &link.child_id).await? {
             Some(mut stored) => {
                 stored.permission = link.permission;
                 stored.granted_by.clone_from(&link.granted_by);
@@ -307,13 +318,13 @@ impl ColdStore for FirestoreColdStore {
         Ok(stored)
     }
 
-    async fn revoke_link(&self, uid: &str, child_id: &str) -> Result<bool, ColdError> {
-        check_id("uid", uid)?;
+    async fn revoke_link(&self, user_id: &str, child_id: &str) -> Result<bool, ColdError> {
+        check_id("user_id", user_id)?;
         check_id("child_id", child_id)?;
-        if self.link_at(uid, child_id).await?.is_none() {
+        if self.link_at(user_id, child_id).await?.is_none() {
             return Ok(false);
         }
-        let parent = self.db.parent_path(USERS, uid).map_err(map_error)?;
+        let parent = self.db.parent_path(USERS, user_id).map_err(map_error)?;
         self.db
             .fluent()
             .delete()
@@ -520,7 +531,7 @@ impl ColdStore for FirestoreColdStore {
         // One atomic commit per 400 deletes (Firestore allows 500 writes per commit).
         let mut targets: Vec<(Option<String>, &'static str, String)> = Vec::new();
         for link in &links {
-            targets.push((Some(link.uid.clone()), FAMILY_LINKS, link.child_id.clone()));
+            targets.push((Some(link.user_id.clone()), FAMILY_LINKS, link.child_id.clone()));
         }
         for p in &progress {
             targets.push((None, PROGRESS, LessonProgress::document_id(&p.child_id, &p.lesson_id)));
@@ -536,8 +547,8 @@ impl ColdStore for FirestoreColdStore {
             for (user, collection, id) in chunk {
                 let delete = self.db.fluent().delete().from(*collection);
                 match user {
-                    Some(uid) => {
-                        let parent = self.db.parent_path(USERS, uid).map_err(map_error)?;
+                    Some(user_id) => {
+                        let parent = self.db.parent_path(USERS, user_id).map_err(map_error)?;
                         delete
                             .parent(&parent)
                             .document_id(id)

@@ -22,7 +22,7 @@ pub struct MemoryColdStore {
 #[derive(Debug, Default)]
 struct Memory {
     users: HashMap<String, UserRecord>,
-    /// (uid, child_id) → link.
+    /// (user_id, child_id) → link.
     links: BTreeMap<(String, String), FamilyLink>,
     children: HashMap<String, ChildRecord>,
     /// `{child_id}_{lesson_id}` → progress.
@@ -41,67 +41,73 @@ impl ColdStore for MemoryColdStore {
         Ok(())
     }
 
-    async fn get_user(&self, uid: &str) -> Result<Option<UserRecord>, ColdError> {
-        check_id("uid", uid)?;
-        Ok(self.inner.read().await.users.get(uid).cloned())
+    async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, ColdError> {
+        check_id("user_id", user_id)?;
+        Ok(self.inner.read().await.users.get(user_id).cloned())
     }
 
     async fn upsert_user(
         &self,
-        uid: &str,
+        user_id: &str,
         email: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
+        check_id("user_id", user_id)?;
         let now = now_rfc3339();
         let mut memory = self.inner.write().await;
-        let user = match memory.users.get_mut(uid) {
+        let user = match memory.users.get_mut(user_id) {
             Some(user) => {
                 refresh_user(user, email, display_name, &now);
                 user.clone()
             }
             None => {
-                let user = new_user(uid, email, display_name, &now);
-                memory.users.insert(uid.to_owned(), user.clone());
+                let user = new_user(user_id, email, display_name, &now);
+                memory.users.insert(user_id.to_owned(), user.clone());
                 user
             }
         };
         Ok(user)
     }
 
-    async fn update_last_login(&self, uid: &str) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
+    async fn update_last_login(&self, user_id: &str) -> Result<UserRecord, ColdError> {
+        check_id("user_id", user_id)?;
         let mut memory = self.inner.write().await;
-        let user = memory.users.get_mut(uid).ok_or_else(|| ColdError::NotFound(uid.into()))?;
+        let user =
+            memory.users.get_mut(user_id).ok_or_else(|| ColdError::NotFound(user_id.into()))?;
         user.last_login_at = now_rfc3339();
         Ok(user.clone())
     }
 
     async fn set_display_name(
         &self,
-        uid: &str,
+        user_id: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
+        check_id("user_id", user_id)?;
         let mut memory = self.inner.write().await;
-        let user = memory.users.get_mut(uid).ok_or_else(|| ColdError::NotFound(uid.into()))?;
+        let user =
+            memory.users.get_mut(user_id).ok_or_else(|| ColdError::NotFound(user_id.into()))?;
         user.display_name = display_name.to_owned();
         Ok(user.clone())
     }
 
-    async fn list_links(&self, uid: &str) -> Result<Vec<FamilyLink>, ColdError> {
-        check_id("uid", uid)?;
+    async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError> {
+        check_id("user_id", user_id)?;
         let memory = self.inner.read().await;
         let mut links: Vec<FamilyLink> =
-            memory.links.values().filter(|l| l.uid == uid).cloned().collect();
+            memory.links.values().filter(|l| l.user_id == user_id).cloned().collect();
         sort_links(&mut links);
         Ok(links)
     }
 
-    async fn get_link(&self, uid: &str, child_id: &str) -> Result<Option<FamilyLink>, ColdError> {
-        check_id("uid", uid)?;
+    async fn get_link(
+        &self,
+        user_id: &str,
+        child_id: &str,
+    ) -> Result<Option<FamilyLink>, ColdError> {
+        check_id("user_id", user_id)?;
         check_id("child_id", child_id)?;
-        let key = (uid.to_owned(), child_id.to_owned());
+        let key = (user_id.to_owned(), child_id.to_owned());
         Ok(self.inner.read().await.links.get(&key).cloned())
     }
 
@@ -109,9 +115,9 @@ impl ColdStore for MemoryColdStore {
         &self,
         link: &FamilyLink,
     ) -> Result<(FamilyLink, bool), ColdError> {
-        check_id("uid", &link.uid)?;
+        check_id("user_id", &link.user_id)?;
         check_id("child_id", &link.child_id)?;
-        let key = (link.uid.clone(), link.child_id.clone());
+        let key = (link.user_id.clone(), link.child_id.clone());
         let mut memory = self.inner.write().await;
         if let Some(existing) = memory.links.get(&key) {
             return Ok((existing.clone(), false));
@@ -121,9 +127,9 @@ impl ColdStore for MemoryColdStore {
     }
 
     async fn grant_permission(&self, link: &FamilyLink) -> Result<FamilyLink, ColdError> {
-        check_id("uid", &link.uid)?;
+        check_id("user_id", &link.user_id)?;
         check_id("child_id", &link.child_id)?;
-        let key = (link.uid.clone(), link.child_id.clone());
+        let key = (link.user_id.clone(), link.child_id.clone());
         let mut memory = self.inner.write().await;
         let stored = memory.links.entry(key).or_insert_with(|| link.clone());
         stored.permission = link.permission;
@@ -131,10 +137,10 @@ impl ColdStore for MemoryColdStore {
         Ok(stored.clone())
     }
 
-    async fn revoke_link(&self, uid: &str, child_id: &str) -> Result<bool, ColdError> {
-        check_id("uid", uid)?;
+    async fn revoke_link(&self, user_id: &str, child_id: &str) -> Result<bool, ColdError> {
+        check_id("user_id", user_id)?;
         check_id("child_id", child_id)?;
-        let key = (uid.to_owned(), child_id.to_owned());
+        let key = (user_id.to_owned(), child_id.to_owned());
         Ok(self.inner.write().await.links.remove(&key).is_some())
     }
 

@@ -7,8 +7,8 @@
 //! - [`SqliteColdStore`]: one SQLite file, the embedded default for a single machine;
 //! - [`MemoryColdStore`]: process memory, for fast unit tests.
 //!
-//! The documents are the same in every store. In Firestore they live at `users/{uid}`,
-//! `users/{uid}/family_links/{child_id}`, `children/{child_id}`,
+//! The documents are the same in every store. In Firestore they live at `users/{user_id}`,
+//! `users/{user_id}/family_links/{child_id}`, `children/{child_id}`,
 //! `lesson_progress/{child_id}_{lesson_id}`, `sessions/{session_id}` and `lessons/{lesson_id}`.
 //! Times are RFC 3339 UTC strings with milliseconds (fixed width, so they also sort as text).
 
@@ -31,11 +31,12 @@ pub use self::sqlite::SqliteColdStore;
 /// Longest id accepted for any document, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 
-/// A parent account: `users/{uid}`.
+/// A parent account: `users/{user_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
-    /// Firebase uid.
-    pub uid: String,
+    /// The user's id (their Firebase uid), stored as `uid`.
+    #[serde(rename = "uid")]
+    pub user_id: String,
     /// As given by the identity provider.
     pub email: String,
     /// As given by the identity provider, or changed by the parent.
@@ -81,11 +82,12 @@ impl Permission {
     }
 }
 
-/// A family link: `users/{uid}/family_links/{child_id}`.
+/// A family link: `users/{user_id}/family_links/{child_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FamilyLink {
-    /// The user the link gives access to.
-    pub uid: String,
+    /// The user the link gives access to, stored as `uid`.
+    #[serde(rename = "uid")]
+    pub user_id: String,
     /// The child.
     pub child_id: String,
     /// What the user may do.
@@ -333,32 +335,36 @@ pub trait ColdStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), ColdError>;
 
     /// The user, if they ever signed in.
-    async fn get_user(&self, uid: &str) -> Result<Option<UserRecord>, ColdError>;
+    async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, ColdError>;
 
     /// Creates the user on first sign-in, or refreshes the email and display name (empty values
     /// leave the stored ones) and the last sign-in time. Returns the stored user.
     async fn upsert_user(
         &self,
-        uid: &str,
+        user_id: &str,
         email: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError>;
 
     /// Records a sign-in now. [`ColdError::NotFound`] for an unknown user.
-    async fn update_last_login(&self, uid: &str) -> Result<UserRecord, ColdError>;
+    async fn update_last_login(&self, user_id: &str) -> Result<UserRecord, ColdError>;
 
     /// Changes the display name. [`ColdError::NotFound`] for an unknown user.
     async fn set_display_name(
         &self,
-        uid: &str,
+        user_id: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError>;
 
     /// The user's family links, oldest first (ties by child id).
-    async fn list_links(&self, uid: &str) -> Result<Vec<FamilyLink>, ColdError>;
+    async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError>;
 
     /// One family link.
-    async fn get_link(&self, uid: &str, child_id: &str) -> Result<Option<FamilyLink>, ColdError>;
+    async fn get_link(
+        &self,
+        user_id: &str,
+        child_id: &str,
+    ) -> Result<Option<FamilyLink>, ColdError>;
 
     /// Creates the link unless one exists; returns the stored link and whether it was created.
     async fn create_link_if_absent(
@@ -370,7 +376,7 @@ pub trait ColdStore: Send + Sync + 'static {
     async fn grant_permission(&self, link: &FamilyLink) -> Result<FamilyLink, ColdError>;
 
     /// Removes a link; returns whether there was one.
-    async fn revoke_link(&self, uid: &str, child_id: &str) -> Result<bool, ColdError>;
+    async fn revoke_link(&self, user_id: &str, child_id: &str) -> Result<bool, ColdError>;
 
     /// The child's profile, deleted or not (callers check `deleted_at`).
     async fn get_child(&self, child_id: &str) -> Result<Option<ChildRecord>, ColdError>;
@@ -447,9 +453,9 @@ pub(crate) fn sort_archived(sessions: &mut [ArchivedSession]) {
 }
 
 /// A new user document.
-pub(crate) fn new_user(uid: &str, email: &str, display_name: &str, now: &str) -> UserRecord {
+pub(crate) fn new_user(user_id: &str, email: &str, display_name: &str, now: &str) -> UserRecord {
     UserRecord {
-        uid: uid.to_owned(),
+        user_id: user_id.to_owned(),
         email: email.to_owned(),
         display_name: display_name.to_owned(),
         role: "parent".to_owned(),

@@ -97,15 +97,16 @@ impl SqliteColdStore {
     /// Changes an existing user in one transaction; [`ColdError::NotFound`] if there is none.
     async fn update_user(
         &self,
-        uid: &str,
+        user_id: &str,
         change: impl FnOnce(&mut UserRecord) + Send + 'static,
     ) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
-        let uid = uid.to_owned();
+        check_id("user_id", user_id)?;
+        let user_id = user_id.to_owned();
         self.with(move |c| {
             transaction(c, |tx| {
-                let mut user: UserRecord = one(tx, "SELECT doc FROM users WHERE uid = ?1", [&uid])?
-                    .ok_or_else(|| ColdError::NotFound(format!("users/{uid}")))?;
+                let mut user: UserRecord =
+                    one(tx, "SELECT doc FROM users WHERE uid = ?1", [&user_id])?
+                        .ok_or_else(|| ColdError::NotFound(format!("users/{user_id}")))?;
                 change(&mut user);
                 write_user(tx, &user)?;
                 Ok(user)
@@ -169,7 +170,7 @@ fn write_user(connection: &Connection, user: &UserRecord) -> Result<(), ColdErro
         .execute(
             "INSERT INTO users (uid, doc) VALUES (?1, ?2)
              ON CONFLICT (uid) DO UPDATE SET doc = excluded.doc",
-            params![user.uid, to_json(user)?],
+            params![user.user_id, to_json(user)?],
         )
         .map_err(db_error)?;
     Ok(())
@@ -180,7 +181,7 @@ fn write_link(connection: &Connection, link: &FamilyLink) -> Result<(), ColdErro
         .execute(
             "INSERT INTO family_links (uid, child_id, created_at, doc) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (uid, child_id) DO UPDATE SET doc = excluded.doc",
-            params![link.uid, link.child_id, link.created_at, to_json(link)?],
+            params![link.user_id, link.child_id, link.created_at, to_json(link)?],
         )
         .map_err(db_error)?;
     Ok(())
@@ -226,32 +227,35 @@ impl ColdStore for SqliteColdStore {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)).await
     }
 
-    async fn get_user(&self, uid: &str) -> Result<Option<UserRecord>, ColdError> {
-        check_id("uid", uid)?;
-        let uid = uid.to_owned();
-        self.with(move |c| one(c, "SELECT doc FROM users WHERE uid = ?1", [uid])).await
+    async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, ColdError> {
+        check_id("user_id", user_id)?;
+        let user_id = user_id.to_owned();
+        self.with(move |c| one(c, "SELECT doc FROM users WHERE uid = ?1", [user_id])).await
     }
 
     async fn upsert_user(
         &self,
-        uid: &str,
+        user_id: &str,
         email: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
-        check_id("uid", uid)?;
-        let (uid, email, display_name) =
-            (uid.to_owned(), email.to_owned(), display_name.to_owned());
+        check_id("user_id", user_id)?;
+        let (user_id, email, display_name) =
+            (user_id.to_owned(), email.to_owned(), display_name.to_owned());
         self.with(move |c| {
             transaction(c, |tx| {
                 let now = now_rfc3339();
-                let user =
-                    match one::<UserRecord>(tx, "SELECT doc FROM users WHERE uid = ?1", [&uid])? {
-                        Some(mut user) => {
-                            refresh_user(&mut user, &email, &display_name, &now);
-                            user
-                        }
-                        None => new_user(&uid, &email, &display_name, &now),
-                    };
+                let user = match one::<UserRecord>(
+                    tx,
+                    "SELECT doc FROM users WHERE uid = ?1",
+                    [&user_id],
+                )? {
+                    Some(mut user) => {
+                        refresh_user(&mut user, &email, &display_name, &now);
+                        user
+                    }
+                    None => new_user(&user_id, &email, &display_name, &now),
+                };
                 write_user(tx, &user)?;
                 Ok(user)
             })
@@ -259,38 +263,46 @@ impl ColdStore for SqliteColdStore {
         .await
     }
 
-    async fn update_last_login(&self, uid: &str) -> Result<UserRecord, ColdError> {
-        self.update_user(uid, |user| user.last_login_at = now_rfc3339()).await
+    async fn update_last_login(&self, user_id: &str) -> Result<UserRecord, ColdError> {
+        self.update_user(user_id, |user| user.last_login_at = now_rfc3339()).await
     }
 
     async fn set_display_name(
         &self,
-        uid: &str,
+        user_id: &str,
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
         let display_name = display_name.to_owned();
-        self.update_user(uid, move |user| user.display_name = display_name).await
+        self.update_user(user_id, move |user| user.display_name = display_name).await
     }
 
-    async fn list_links(&self, uid: &str) -> Result<Vec<FamilyLink>, ColdError> {
-        check_id("uid", uid)?;
-        let uid = uid.to_owned();
+    async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError> {
+        check_id("user_id", user_id)?;
+        let user_id = user_id.to_owned();
         self.with(move |c| {
             all(
                 c,
                 "SELECT doc FROM family_links WHERE uid = ?1 ORDER BY created_at, child_id",
-                [uid],
+                [user_id],
             )
         })
         .await
     }
 
-    async fn get_link(&self, uid: &str, child_id: &str) -> Result<Option<FamilyLink>, ColdError> {
-        check_id("uid", uid)?;
+    async fn get_link(
+        &self,
+        user_id: &str,
+        child_id: &str,
+    ) -> Result<Option<FamilyLink>, ColdError> {
+        check_id("user_id", user_id)?;
         check_id("child_id", child_id)?;
-        let (uid, child_id) = (uid.to_owned(), child_id.to_owned());
+        let (user_id, child_id) = (user_id.to_owned(), child_id.to_owned());
         self.with(move |c| {
-            one(c, "SELECT doc FROM family_links WHERE uid = ?1 AND child_id = ?2", [uid, child_id])
+            one(
+                c,
+                "SELECT doc FROM family_links WHERE uid = ?1 AND child_id = ?2",
+                [user_id, child_id],
+            )
         })
         .await
     }
@@ -299,7 +311,7 @@ impl ColdStore for SqliteColdStore {
         &self,
         link: &FamilyLink,
     ) -> Result<(FamilyLink, bool), ColdError> {
-        check_id("uid", &link.uid)?;
+        check_id("user_id", &link.user_id)?;
         check_id("child_id", &link.child_id)?;
         let link = link.clone();
         self.with(move |c| {
@@ -307,7 +319,7 @@ impl ColdStore for SqliteColdStore {
                 let existing: Option<FamilyLink> = one(
                     tx,
                     "SELECT doc FROM family_links WHERE uid = ?1 AND child_id = ?2",
-                    [&link.uid, &link.child_id],
+                    [&link.user_id, &link.child_id],
                 )?;
                 if let Some(existing) = existing {
                     return Ok((existing, false));
@@ -320,7 +332,7 @@ impl ColdStore for SqliteColdStore {
     }
 
     async fn grant_permission(&self, link: &FamilyLink) -> Result<FamilyLink, ColdError> {
-        check_id("uid", &link.uid)?;
+        check_id("user_id", &link.user_id)?;
         check_id("child_id", &link.child_id)?;
         let link = link.clone();
         self.with(move |c| {
@@ -328,7 +340,7 @@ impl ColdStore for SqliteColdStore {
                 let stored = match one::<FamilyLink>(
                     tx,
                     "SELECT doc FROM family_links WHERE uid = ?1 AND child_id = ?2",
-                    [&link.uid, &link.child_id],
+                    [&link.user_id, &link.child_id],
                 )? {
                     Some(mut stored) => {
                         stored.permission = link.permission;
@@ -344,14 +356,17 @@ impl ColdStore for SqliteColdStore {
         .await
     }
 
-    async fn revoke_link(&self, uid: &str, child_id: &str) -> Result<bool, ColdError> {
-        check_id("uid", uid)?;
+    async fn revoke_link(&self, user_id: &str, child_id: &str) -> Result<bool, ColdError> {
+        check_id("user_id", user_id)?;
         check_id("child_id", child_id)?;
-        let (uid, child_id) = (uid.to_owned(), child_id.to_owned());
+        let (user_id, child_id) = (user_id.to_owned(), child_id.to_owned());
         self.with(move |c| {
-            c.execute("DELETE FROM family_links WHERE uid = ?1 AND child_id = ?2", [uid, child_id])
-                .map(|n| n > 0)
-                .map_err(db_error)
+            c.execute(
+                "DELETE FROM family_links WHERE uid = ?1 AND child_id = ?2",
+                [user_id, child_id],
+            )
+            .map(|n| n > 0)
+            .map_err(db_error)
         })
         .await
     }

@@ -41,6 +41,7 @@ async fn another_family_reaches_nothing_on_any_route() {
     let conversation_id = session["active_conversation_id"].as_str().unwrap().to_owned();
     let mut store = stack.session_client().await;
     store
+        .sessions
         .append_turns(pb::AppendTurnsRequest {
             session_id: session_id.clone(),
             user_id: "parent-a".into(),
@@ -309,6 +310,7 @@ async fn lessons_and_progress_are_served_from_the_store() {
         }),
     ] {
         store
+            .lessons
             .record_progress(pb::RecordProgressRequest {
                 user_id: "parent-l".into(),
                 child_id: child.clone(),

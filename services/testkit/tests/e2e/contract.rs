@@ -132,6 +132,7 @@ async fn real_responses_match_the_served_openapi_document() {
     // Progress and lessons.
     let mut store = stack.session_client().await;
     store
+        .lessons
         .record_progress(pb::RecordProgressRequest {
             user_id: "parent-o".into(),
             child_id: child.clone(),

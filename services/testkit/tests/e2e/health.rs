@@ -12,7 +12,10 @@ async fn every_service_reports_serving() {
     for (port, service) in [
         (stack.stt_port, "blob.stt.v1.SpeechToText"),
         (stack.llm_port, "blob.llm.v1.Companion"),
-        (stack.session_port, "blob.session.v1.SessionStore"),
+        (stack.session_port, "blob.session.v1.Families"),
+        (stack.session_port, "blob.session.v1.Sessions"),
+        (stack.session_port, "blob.session.v1.Lessons"),
+        (stack.session_port, "blob.session.v1.EdgeGuard"),
     ] {
         let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
             .unwrap()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use blob_proto::session::v1::session_store_client::SessionStoreClient;
+use blob_proto::session::v1::sessions_client::SessionsClient;
 use blob_proto::session::v1::{GetSessionRequest, SessionState};
 use blob_testkit::client::{Api, VoiceSocket};
 use blob_testkit::stack::{Stack, StackOptions};
@@ -32,7 +32,7 @@ async fn sigterm_suspends_live_sessions_and_closes_sockets_with_1001() {
             .connect()
             .await
             .unwrap();
-    let stored = SessionStoreClient::new(channel)
+    let stored = SessionsClient::new(channel)
         .get_session(GetSessionRequest { session_id: session_id.clone() })
         .await
         .unwrap()

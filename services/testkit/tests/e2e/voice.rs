@@ -78,6 +78,7 @@ async fn a_second_socket_takes_the_session_over() {
     let stored = stack
         .session_client()
         .await
+        .sessions
         .get_session(GetSessionRequest { session_id: family.session_id.clone() })
         .await
         .unwrap()
@@ -180,6 +181,7 @@ async fn a_silent_client_is_dropped_after_missed_heartbeats_and_its_session_kept
         let stored = stack
             .session_client()
             .await
+            .sessions
             .get_session(GetSessionRequest { session_id: family.session_id.clone() })
             .await
             .ok()?
@@ -272,6 +274,7 @@ async fn sentences_stream_and_barge_in_cancels_the_reply() {
     let conversation = stack
         .session_client()
         .await
+        .sessions
         .get_conversation(GetConversationRequest {
             conversation_id: family.conversation_id.clone(),
             user_id: "interrupter".into(),

@@ -1,0 +1,263 @@
+//! `blob.session.v1.Families`: users, children and the family links between them.
+
+use std::collections::HashMap;
+
+use blob_kit::{ErrorKind, validate};
+use blob_proto::session::v1 as pb;
+use blob_proto::session::v1::families_server::Families;
+use tonic::{Request, Response, Status};
+
+use super::{Core, invalid, required};
+use crate::cold::{ChildRecord, ColdError, FamilyLink, Permission};
+use crate::convert::{access_proto, link_proto, user_proto};
+use crate::record::{now_rfc3339, unix_ms};
+
+/// The families service.
+#[derive(Clone)]
+pub struct FamiliesService(pub(super) Core);
+
+#[tonic::async_trait]
+impl Families for FamiliesService {
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn upsert_user(
+        &self,
+        request: Request<pb::UpsertUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let user = self.0.cold.upsert_user(&req.user_id, &req.email, &req.display_name).await?;
+        Ok(Response::new(user_proto(user)))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let user = self.0.cold.get_user(&req.user_id).await?;
+        let user = user.ok_or_else(|| ErrorKind::NotFound.status("user not found"))?;
+        Ok(Response::new(user_proto(user)))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let user = match req.display_name {
+            Some(name) => {
+                let name = validate::display_name(&name).map_err(invalid)?;
+                self.0.cold.set_display_name(&req.user_id, name).await
+            }
+            None => self
+                .0
+                .cold
+                .get_user(&req.user_id)
+                .await
+                .and_then(|u| u.ok_or_else(|| ColdError::NotFound(req.user_id.clone()))),
+        };
+        let user = user.map_err(|e| match e {
+            ColdError::NotFound(_) => ErrorKind::NotFound.status("user not found"),
+            other => other.into(),
+        })?;
+        Ok(Response::new(user_proto(user)))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn list_children(
+        &self,
+        request: Request<pb::ListChildrenRequest>,
+    ) -> Result<Response<pb::ListChildrenResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let links = self.0.cold.list_links(&req.user_id).await?;
+        let ids: Vec<String> = links.iter().map(|l| l.child_id.clone()).collect();
+        let children = self.0.cold.get_children(&ids).await?;
+        let mut by_id: HashMap<String, ChildRecord> =
+            children.into_iter().map(|c| (c.child_id.clone(), c)).collect();
+        let children = links
+            .into_iter()
+            .filter_map(|link| {
+                let child = by_id.remove(&link.child_id)?;
+                child.deleted_at.is_none().then(|| access_proto(child, link.permission))
+            })
+            .collect();
+        Ok(Response::new(pb::ListChildrenResponse { children }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn create_child(
+        &self,
+        request: Request<pb::CreateChildRequest>,
+    ) -> Result<Response<pb::ChildAccess>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let name = validate::child_name(&req.name).map_err(invalid)?;
+        let grade_level = validate::grade_level(req.grade_level).map_err(invalid)?;
+        let now = now_rfc3339();
+        let child = ChildRecord {
+            child_id: uuid::Uuid::new_v4().to_string(),
+            name: name.to_owned(),
+            grade_level,
+            created_by: req.user_id.clone(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            deleted_at: None,
+        };
+        self.0.cold.create_child(&child).await?;
+        let link = FamilyLink {
+            user_id: req.user_id.clone(),
+            child_id: child.child_id.clone(),
+            permission: Permission::Manage,
+            granted_by: req.user_id,
+            created_at: now,
+        };
+        // Without its link the new profile is unreachable by anyone: a retry creates another.
+        self.0.cold.create_link_if_absent(&link).await?;
+        Ok(Response::new(access_proto(child, Permission::Manage)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn get_child(
+        &self,
+        request: Request<pb::GetChildRequest>,
+    ) -> Result<Response<pb::ChildAccess>, Status> {
+        let req = request.into_inner();
+        let (child, permission) =
+            self.0.require_permission(&req.user_id, &req.child_id, Permission::View).await?;
+        Ok(Response::new(access_proto(child, permission)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn update_child(
+        &self,
+        request: Request<pb::UpdateChildRequest>,
+    ) -> Result<Response<pb::ChildAccess>, Status> {
+        let req = request.into_inner();
+        let (mut child, permission) =
+            self.0.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        if let Some(name) = &req.name {
+            child.name = validate::child_name(name).map_err(invalid)?.to_owned();
+        }
+        if let Some(grade_level) = req.grade_level {
+            child.grade_level = validate::grade_level(grade_level).map_err(invalid)?;
+        }
+        child.updated_at = now_rfc3339();
+        self.0.cold.put_child(&child).await.map_err(|e| match e {
+            ColdError::NotFound(_) => ErrorKind::NotFound.status("child not found"),
+            other => other.into(),
+        })?;
+        Ok(Response::new(access_proto(child, permission)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn delete_child(
+        &self,
+        request: Request<pb::ChildRef>,
+    ) -> Result<Response<pb::ChildAccess>, Status> {
+        let req = request.into_inner();
+        let (_, permission) =
+            self.0.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        // The child's conversation ends with the profile.
+        if let Some(session) = self.0.hot.child_session(&req.child_id).await? {
+            self.0.finish_session(&session).await?;
+        }
+        let child = self
+            .0
+            .cold
+            .soft_delete_child(&req.child_id)
+            .await?
+            .ok_or_else(|| ErrorKind::NotFound.status("child not found"))?;
+        tracing::info!("child profile deleted");
+        Ok(Response::new(access_proto(child, permission)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn grant_permission(
+        &self,
+        request: Request<pb::GrantPermissionRequest>,
+    ) -> Result<Response<pb::FamilyLink>, Status> {
+        let req = request.into_inner();
+        self.0.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        required(&req.grantee_user_id, "grantee_user_id")?;
+        let permission = Permission::from_proto(req.permission)
+            .ok_or_else(|| ErrorKind::InvalidArgument.status("permission is required"))?;
+        if req.grantee_user_id == req.user_id {
+            return Err(ErrorKind::InvalidArgument.status("you cannot change your own access"));
+        }
+        let link = FamilyLink {
+            user_id: req.grantee_user_id,
+            child_id: req.child_id,
+            permission,
+            granted_by: req.user_id,
+            created_at: now_rfc3339(),
+        };
+        let stored = self.0.cold.grant_permission(&link).await?;
+        tracing::info!(grantee = %stored.user_id, ?permission, "permission granted");
+        Ok(Response::new(link_proto(stored)))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn revoke_permission(
+        &self,
+        request: Request<pb::RevokePermissionRequest>,
+    ) -> Result<Response<pb::RevokePermissionResponse>, Status> {
+        let req = request.into_inner();
+        self.0.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        required(&req.grantee_user_id, "grantee_user_id")?;
+        if req.grantee_user_id == req.user_id {
+            return Err(ErrorKind::InvalidArgument.status("you cannot revoke your own access"));
+        }
+        let revoked = self.0.cold.revoke_link(&req.grantee_user_id, &req.child_id).await?;
+        // A session the revoked user holds for the child ends now, closing their socket.
+        if let Some(session) = self.0.hot.child_session(&req.child_id).await?
+            && session.user_id == req.grantee_user_id
+        {
+            self.0.finish_session(&session).await?;
+        }
+        tracing::info!(grantee = %req.grantee_user_id, revoked, "permission revoked");
+        Ok(Response::new(pb::RevokePermissionResponse { revoked }))
+    }
+
+    #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
+    async fn erase_child_data(
+        &self,
+        request: Request<pb::ChildRef>,
+    ) -> Result<Response<pb::ErasureReceipt>, Status> {
+        let req = request.into_inner();
+        // A soft-deleted profile can still be erased by whoever manages it.
+        self.0.link_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        let (hot, cold) = (&self.0.hot, &self.0.cold);
+        // Hot state first, so no socket keeps talking while the rest goes.
+        let mut conversations = Vec::new();
+        let mut hot_sessions = 0;
+        if let Some(session) = hot.child_session(&req.child_id).await? {
+            if hot.remove(&session).await? {
+                hot_sessions += 1;
+            }
+            self.0.announce_end(&session.session_id).await;
+            conversations.push(session.conversation_id);
+        }
+        let archived = cold.list_archived_sessions(&req.child_id).await?;
+        conversations.extend(archived.into_iter().map(|a| a.session.conversation_id));
+        conversations.sort_unstable();
+        conversations.dedup();
+        let removed_conversations = hot.delete_conversations(&conversations).await?;
+        let counts = cold.erase_child(&req.child_id).await?;
+        tracing::info!(?counts, hot_sessions, removed_conversations, "child data erased");
+        Ok(Response::new(pb::ErasureReceipt {
+            child_id: req.child_id,
+            children: counts.children,
+            family_links: counts.family_links,
+            progress: counts.progress,
+            archived_sessions: counts.sessions,
+            hot_sessions,
+            conversations: removed_conversations,
+            erased_at_ms: unix_ms(&now_rfc3339()),
+        }))
+    }
+}
