@@ -12,8 +12,10 @@ use sha2::{Digest as _, Sha256};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::envelope::{ApiError, ErrorCode};
-use crate::startup::MAX_BODY_BYTES;
 use crate::state::AppState;
+
+/// Largest REST request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The request header naming an idempotent POST.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";

@@ -26,34 +26,6 @@ use crate::routes;
                        {code, message, details?}, meta}`. The voice socket is described in \
                        docs/ws-messages.md."
     ),
-    paths(
-        routes::auth::token_exchange,
-        routes::auth::local_sign_in,
-        routes::auth::refresh,
-        routes::users::get_me,
-        routes::users::update_me,
-        routes::children::create_child,
-        routes::children::list_children,
-        routes::children::get_child,
-        routes::children::update_child,
-        routes::children::delete_child,
-        routes::children::grant_permission,
-        routes::children::revoke_permission,
-        routes::children::erase_child_data,
-        routes::children::list_progress,
-        routes::children::get_progress,
-        routes::lessons::list_lessons,
-        routes::lessons::get_lesson,
-        routes::conversations::get_conversation,
-        routes::sessions::open_session,
-        routes::sessions::get_session,
-        routes::sessions::pause_session,
-        routes::sessions::resume_session,
-        routes::sessions::end_session,
-        routes::health::health,
-        routes::health::ready,
-        routes::health::services,
-    ),
     components(schemas(crate::envelope::Meta, ErrorCode)),
     modifiers(&BearerAuth),
     tags(
@@ -112,8 +84,23 @@ pub fn document() -> &'static Value {
     DOCUMENT.get_or_init(build)
 }
 
+/// The answers every operation of a kind can give, described once: `(status, description)`.
+/// Signed-in operations are authenticated and throttled; every `/api/v1` operation depends on
+/// the services behind the gateway and has a deadline.
+const SIGNED_IN_ERRORS: [(&str, &str); 2] =
+    [("401", "TOKEN_EXPIRED or TOKEN_INVALID"), ("429", "RATE_LIMITED, with Retry-After")];
+const API_ERRORS: [(&str, &str); 2] = [
+    ("503", "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
+    ("504", "SERVICE_UNAVAILABLE: the request took too long"),
+];
+
 fn build() -> Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    // The operations come from the same routers the server is made of.
+    let mut api = ApiDoc::openapi();
+    api.merge(routes::api().into_openapi());
+    api.merge(routes::health::router().into_openapi());
+    let mut doc = serde_json::to_value(api).expect("the document serialises");
+    add_common_errors(&mut doc);
     let codes: Vec<String> = ERROR_CODES
         .iter()
         .map(|(code, status, when)| format!("| `{}` | {status} | {when} |", code_name(*code)))
@@ -174,6 +161,30 @@ fn build() -> Value {
         }
     }
     doc
+}
+
+/// Adds the shared error answers to each operation that can give them (an operation's own
+/// description of a status wins).
+fn add_common_errors(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for (path, item) in paths.iter_mut() {
+        for operation in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            let signed_in = operation["security"]
+                .as_array()
+                .is_some_and(|schemes| schemes.iter().any(|s| s.get("bearer").is_some()));
+            let mut common = Vec::new();
+            if signed_in {
+                common.extend(SIGNED_IN_ERRORS);
+            }
+            if path.starts_with("/api/v1/") {
+                common.extend(API_ERRORS);
+            }
+            let Some(responses) = operation["responses"].as_object_mut() else { continue };
+            for (status, description) in common {
+                responses.entry(status).or_insert_with(|| json!({ "description": description }));
+            }
+        }
+    }
 }
 
 fn code_name(code: ErrorCode) -> String {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use blob_kit::grpc::{HeaderExtractor, lazy_channel, traced};
 use blob_kit::shutdown::DEFAULT_GRACE;
@@ -29,6 +29,7 @@ use crate::auth::dev;
 use crate::auth::firebase::{CertSource, FirebaseVerifier, RemoteCerts};
 use crate::config::{AuthProvider, Config};
 use crate::envelope::{self, ApiError, ErrorCode};
+use crate::limits::MAX_BODY_BYTES;
 use crate::metrics::GatewayMetrics;
 use crate::routes;
 use crate::state::AppState;
@@ -36,8 +37,6 @@ use crate::ws::socket::voice_socket;
 use blob_kit::admin::Readiness;
 use tonic_health::pb::health_client::HealthClient;
 
-/// Largest REST request body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A built gateway, listening but not yet serving.
@@ -175,50 +174,21 @@ impl Application {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/auth/token-exchange", post(routes::auth::token_exchange))
-        .route("/auth/refresh", post(routes::auth::refresh))
-        .route("/auth/local-sign-in", post(routes::auth::local_sign_in))
-        .route("/users/me", get(routes::users::get_me).patch(routes::users::update_me))
-        .route(
-            "/children",
-            post(routes::children::create_child).get(routes::children::list_children),
-        )
-        .route(
-            "/children/{child_id}",
-            get(routes::children::get_child)
-                .patch(routes::children::update_child)
-                .delete(routes::children::delete_child),
-        )
-        .route("/children/{child_id}/permissions", post(routes::children::grant_permission))
-        .route(
-            "/children/{child_id}/permissions/{user_id}",
-            delete(routes::children::revoke_permission),
-        )
-        .route("/children/{child_id}/data", delete(routes::children::erase_child_data))
-        .route("/children/{child_id}/progress", get(routes::children::list_progress))
-        .route("/children/{child_id}/progress/{lesson_id}", get(routes::children::get_progress))
-        .route("/conversations/{conversation_id}", get(routes::conversations::get_conversation))
-        .route("/lessons", get(routes::lessons::list_lessons))
-        .route("/lessons/{lesson_id}", get(routes::lessons::get_lesson))
-        .route("/sessions", post(routes::sessions::open_session))
-        .route("/sessions/{session_id}", get(routes::sessions::get_session))
-        .route("/sessions/{session_id}/pause", post(routes::sessions::pause_session))
-        .route("/sessions/{session_id}/resume", post(routes::sessions::resume_session))
-        .route("/sessions/{session_id}/end", post(routes::sessions::end_session))
+    // The routes are registered once, in `routes`; the OpenAPI document is made from the same.
+    let (api, _) = routes::api().split_for_parts();
+    let api = api
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::idempotency))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::request_timeout));
+    let (health, _) = routes::health::router().split_for_parts();
     let cors = crate::limits::cors(&state.config.http.cors_allowed_origins);
     Router::new()
-        .route("/health", get(routes::health::health))
-        .route("/health/ready", get(routes::health::ready))
-        .route("/health/services", get(routes::health::services))
+        .merge(health)
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/docs", get(crate::openapi::docs_page))
         .route("/console", get(crate::console::page))
         .route("/console/{file}", get(crate::console::asset))
         .route("/ws/voice", get(voice_socket))
-        .nest("/api/v1", api)
+        .merge(api)
         .fallback(envelope::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

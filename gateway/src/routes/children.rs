@@ -1,4 +1,4 @@
-//! `/api/v1/children`: a parent's children, their access, progress and data.
+//! `/api/v1/children`: a parent's children, their profiles and the erasure of their data.
 //!
 //! Every child-scoped route is checked by the session-service against the caller's stored
 //! family link (`manage > interact > view`), never against the token's claims; another family's
@@ -6,14 +6,24 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use blob_kit::validate;
 use blob_proto::session::v1 as pb;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AuthUser;
 use super::views::{ActiveSessionView, ChildView, ProgressView};
+use super::{AuthUser, child_ref};
 use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode, rfc3339_ms};
 use crate::state::AppState;
-use blob_kit::validate;
+
+/// The routes, registered once for the router and the OpenAPI document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_child, list_children))
+        .routes(routes!(get_child, update_child, delete_child))
+        .routes(routes!(erase_child_data))
+}
 
 /// `POST /api/v1/children` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -37,16 +47,6 @@ pub struct UpdateChildRequest {
     pub grade_level: Option<i32>,
 }
 
-/// `POST /api/v1/children/{id}/permissions` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GrantRequest {
-    /// The user (Firebase uid) who receives access.
-    pub user_id: String,
-    /// `view`, `interact` or `manage`.
-    pub permission: String,
-}
-
 /// One child with their latest progress and current session.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChildDetail {
@@ -57,28 +57,6 @@ pub struct ChildDetail {
     pub latest_progress: Option<ProgressView>,
     /// The child's active, paused or suspended session, if any.
     pub active_session: Option<ActiveSessionView>,
-}
-
-/// A family link in responses.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LinkView {
-    /// Who has access.
-    pub user_id: String,
-    /// To which child.
-    pub child_id: String,
-    /// `view`, `interact` or `manage`.
-    pub permission: &'static str,
-    /// Who granted it.
-    pub granted_by: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-}
-
-/// `DELETE /api/v1/children/{id}/permissions/{user_id}` result.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RevokeView {
-    /// Whether there was a link to remove.
-    pub revoked: bool,
 }
 
 /// What `DELETE /api/v1/children/{id}/data` erased.
@@ -109,22 +87,8 @@ pub struct ErasureCounts {
     pub conversations: u32,
 }
 
-/// The wire permission as the gRPC enum.
-pub fn parse_permission(value: &str) -> Option<pb::Permission> {
-    match value {
-        "view" => Some(pb::Permission::View),
-        "interact" => Some(pb::Permission::Interact),
-        "manage" => Some(pb::Permission::Manage),
-        _ => None,
-    }
-}
-
 fn internal() -> ApiError {
     ApiError::new(ErrorCode::Internal, "internal error")
-}
-
-fn child_ref(user: &AuthUser, child_id: &str) -> pb::ChildRef {
-    pb::ChildRef { user_id: user.0.sub.clone(), child_id: child_id.to_owned() }
 }
 
 /// Creates a child; the caller gets a `manage` link to it.
@@ -139,10 +103,6 @@ fn child_ref(user: &AuthUser, child_id: &str) -> pb::ChildRef {
         (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
         (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
         (status = 409, description = "CONFLICT: the Idempotency-Key was used for another request"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]
@@ -175,10 +135,6 @@ pub async fn create_child(
     summary = "The caller's children, oldest link first",
     responses(
         (status = 200, description = "The children", body = Vec<ChildView>),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]
@@ -209,10 +165,6 @@ pub async fn list_children(
     responses(
         (status = 200, description = "The child", body = ChildDetail),
         (status = 404, description = "NOT_FOUND: no such child, or another family's"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]
@@ -264,10 +216,6 @@ pub async fn get_child(
         (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
         (status = 403, description = "FORBIDDEN: the family link does not allow this"),
         (status = 404, description = "NOT_FOUND: no such child, or another family's"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]
@@ -318,10 +266,6 @@ pub async fn update_child(
         (status = 200, description = "The child as it was", body = ChildView),
         (status = 403, description = "FORBIDDEN: the family link does not allow this"),
         (status = 404, description = "NOT_FOUND: no such child, or another family's"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]
@@ -334,108 +278,6 @@ pub async fn delete_child(
     let access =
         state.families.clone().delete_child(state.request(child_ref(&user, &child_id))).await?;
     Ok(ApiOk(StatusCode::OK, ChildView::from_access(access.into_inner()).ok_or_else(internal)?))
-}
-
-/// Gives another user access to the child (manage access).
-#[utoipa::path(
-    post,
-    path = "/api/v1/children/{child_id}/permissions",
-    tag = "children",
-    summary = "Give another user access to the child (manage)",
-    params(
-        ("child_id" = String, Path, description = "The child's id")
-    ),
-    request_body = GrantRequest,
-    responses(
-        (status = 200, description = "The family link", body = LinkView),
-        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
-        (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
-        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
-        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
-    ),
-    security(("bearer" = []))
-)]
-#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
-pub async fn grant_permission(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    Path(child_id): Path<String>,
-    ApiJson(body): ApiJson<GrantRequest>,
-) -> Result<ApiOk<LinkView>, ApiError> {
-    let grantee = body.user_id.trim();
-    if grantee.is_empty() || grantee.len() > 128 || grantee.contains('/') {
-        return Err(ApiError::validation("user_id", "user_id must be a user's id"));
-    }
-    let permission = parse_permission(&body.permission).ok_or_else(|| {
-        ApiError::validation("permission", "permission must be view, interact or manage")
-    })?;
-    let link = state
-        .families
-        .clone()
-        .grant_permission(state.request(pb::GrantPermissionRequest {
-            user_id: user.sub.clone(),
-            child_id,
-            grantee_user_id: grantee.to_owned(),
-            permission: permission.into(),
-        }))
-        .await?
-        .into_inner();
-    Ok(ApiOk(
-        StatusCode::OK,
-        LinkView {
-            permission: super::permission_name(link.permission),
-            created_at: rfc3339_ms(link.created_at_ms),
-            user_id: link.user_id,
-            child_id: link.child_id,
-            granted_by: link.granted_by,
-        },
-    ))
-}
-
-/// Takes a user's access to the child away, at once (manage access).
-#[utoipa::path(
-    delete,
-    path = "/api/v1/children/{child_id}/permissions/{user_id}",
-    tag = "children",
-    summary = "Take a user's access away, at once (manage)",
-    params(
-        ("child_id" = String, Path, description = "The child's id"),
-        ("user_id" = String, Path, description = "The user whose access ends")
-    ),
-    responses(
-        (status = 200, description = "Whether there was a link", body = RevokeView),
-        (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
-        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
-        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
-    ),
-    security(("bearer" = []))
-)]
-#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
-pub async fn revoke_permission(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    Path((child_id, grantee)): Path<(String, String)>,
-) -> Result<ApiOk<RevokeView>, ApiError> {
-    let revoked = state
-        .families
-        .clone()
-        .revoke_permission(state.request(pb::RevokePermissionRequest {
-            user_id: user.sub.clone(),
-            child_id,
-            grantee_user_id: grantee,
-        }))
-        .await?
-        .into_inner()
-        .revoked;
-    Ok(ApiOk(StatusCode::OK, RevokeView { revoked }))
 }
 
 /// Erases everything kept about the child and returns the receipt (manage access).
@@ -451,10 +293,6 @@ pub async fn revoke_permission(
         (status = 200, description = "The erasure receipt", body = ErasureView),
         (status = 403, description = "FORBIDDEN: the family link does not allow this"),
         (status = 404, description = "NOT_FOUND: no such child, or another family's"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]
@@ -486,73 +324,4 @@ pub async fn erase_child_data(
             erased_at: rfc3339_ms(receipt.erased_at_ms),
         },
     ))
-}
-
-/// The child's progress in every lesson, most recent first (view access).
-#[utoipa::path(
-    get,
-    path = "/api/v1/children/{child_id}/progress",
-    tag = "progress",
-    summary = "The child's progress in every lesson (view)",
-    params(
-        ("child_id" = String, Path, description = "The child's id")
-    ),
-    responses(
-        (status = 200, description = "Most recently updated first", body = Vec<ProgressView>),
-        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
-    ),
-    security(("bearer" = []))
-)]
-#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id))]
-pub async fn list_progress(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Path(child_id): Path<String>,
-) -> Result<ApiOk<Vec<ProgressView>>, ApiError> {
-    let progress =
-        state.lessons.clone().list_progress(state.request(child_ref(&user, &child_id))).await?;
-    Ok(ApiOk(StatusCode::OK, progress.into_inner().progress.into_iter().map(Into::into).collect()))
-}
-
-/// The child's progress in one lesson (view access; 404 if never started).
-#[utoipa::path(
-    get,
-    path = "/api/v1/children/{child_id}/progress/{lesson_id}",
-    tag = "progress",
-    summary = "The child's progress in one lesson (view)",
-    params(
-        ("child_id" = String, Path, description = "The child's id"),
-        ("lesson_id" = String, Path, description = "The lesson")
-    ),
-    responses(
-        (status = 200, description = "The progress", body = ProgressView),
-        (status = 404, description = "NOT_FOUND: no such child (or another family's), or the lesson was never started"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
-    ),
-    security(("bearer" = []))
-)]
-#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty, %child_id, %lesson_id))]
-pub async fn get_progress(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    Path((child_id, lesson_id)): Path<(String, String)>,
-) -> Result<ApiOk<ProgressView>, ApiError> {
-    let progress = state
-        .lessons
-        .clone()
-        .get_progress(state.request(pb::GetProgressRequest {
-            user_id: user.sub.clone(),
-            child_id,
-            lesson_id,
-        }))
-        .await?
-        .into_inner();
-    Ok(ApiOk(StatusCode::OK, progress.into()))
 }

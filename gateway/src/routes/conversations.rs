@@ -4,10 +4,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use blob_proto::session::v1 as pb;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AuthUser;
 use crate::envelope::{ApiError, ApiOk, rfc3339_ms};
 use crate::state::AppState;
+
+/// Every route under `/api/v1` of this resource, registered once for the router and the
+/// OpenAPI document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_conversation))
+}
 
 /// Longest preview of the last exchange, in characters.
 const PREVIEW_CHARS: usize = 120;
@@ -73,10 +81,6 @@ fn preview(text: &str) -> String {
     responses(
         (status = 200, description = "The conversation", body = ConversationView),
         (status = 404, description = "NOT_FOUND: another user's conversation"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]

@@ -7,9 +7,16 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::envelope::{ApiError, ApiOk, ErrorCode};
 use crate::state::AppState;
+
+/// The health routes, registered once for the router and the OpenAPI document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(services))
+}
 
 /// The health payload.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

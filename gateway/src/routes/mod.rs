@@ -1,10 +1,13 @@
-//! The REST API under `/api/v1` and the health route.
+//! The REST API under `/api/v1` and the health routes. Each resource registers its handlers
+//! once, in its `router()`: the HTTP router and the OpenAPI document are both made from them.
 
 pub mod auth;
 pub mod children;
 pub mod conversations;
 pub mod health;
 pub mod lessons;
+pub mod permissions;
+pub mod progress;
 pub mod sessions;
 pub mod users;
 pub mod views;
@@ -12,10 +15,31 @@ pub mod views;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use blob_proto::session::v1 as pb;
+use utoipa_axum::router::OpenApiRouter;
+
 use crate::auth::AuthError;
 use crate::auth::backend::BackendClaims;
 use crate::envelope::{ApiError, ErrorCode};
 use crate::state::AppState;
+
+/// Every route under `/api/v1` (the paths are absolute).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(children::router())
+        .merge(permissions::router())
+        .merge(progress::router())
+        .merge(conversations::router())
+        .merge(lessons::router())
+        .merge(sessions::router())
+}
+
+/// The caller acting on a child.
+pub fn child_ref(user: &AuthUser, child_id: &str) -> pb::ChildRef {
+    pb::ChildRef { user_id: user.0.sub.clone(), child_id: child_id.to_owned() }
+}
 
 /// The signed-in parent, from `Authorization: Bearer <access token>`.
 #[derive(Debug, Clone)]

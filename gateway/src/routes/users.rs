@@ -10,6 +10,14 @@ use super::views::{ActiveSessionView, ChildView, UserProfile};
 use crate::envelope::{ApiError, ApiJson, ApiOk};
 use crate::state::AppState;
 use blob_kit::validate;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Every route under `/api/v1` of this resource, registered once for the router and the
+/// OpenAPI document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_me, update_me))
+}
 
 /// `GET /api/v1/users/me`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -53,10 +61,6 @@ pub struct UpdateMeRequest {
     summary = "The signed-in parent, their children and what is live",
     responses(
         (status = 200, description = "The user", body = Me),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]
@@ -122,10 +126,6 @@ pub async fn get_me(
         (status = 200, description = "The user", body = crate::routes::views::UserProfile),
         (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
         (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
-        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
-        (status = 429, description = "RATE_LIMITED, with Retry-After"),
-        (status = 503, description = "SERVICE_UNAVAILABLE or FIRESTORE_UNAVAILABLE"),
-        (status = 504, description = "SERVICE_UNAVAILABLE: the request took too long")
     ),
     security(("bearer" = []))
 )]
