@@ -3,13 +3,13 @@
 use blob_proto::session::v1 as pb;
 
 use crate::cold::{ChildRecord, FamilyLink, Lesson, LessonProgress, Permission, UserRecord};
-use crate::record::unix_ms;
+use crate::timestamp::Timestamp;
 
 /// The user message.
 pub fn user_proto(user: UserRecord) -> pb::User {
     pb::User {
-        created_at_ms: unix_ms(&user.created_at),
-        last_login_at_ms: unix_ms(&user.last_login_at),
+        created_at_ms: user.created_at.unix_ms(),
+        last_login_at_ms: user.last_login_at.unix_ms(),
         user_id: user.user_id,
         email: user.email,
         display_name: user.display_name,
@@ -21,8 +21,8 @@ pub fn user_proto(user: UserRecord) -> pb::User {
 pub fn access_proto(child: ChildRecord, permission: Permission) -> pb::ChildAccess {
     pb::ChildAccess {
         child: Some(pb::Child {
-            created_at_ms: unix_ms(&child.created_at),
-            updated_at_ms: unix_ms(&child.updated_at),
+            created_at_ms: child.created_at.unix_ms(),
+            updated_at_ms: child.updated_at.unix_ms(),
             child_id: child.child_id,
             name: child.name,
             grade_level: child.grade_level,
@@ -35,7 +35,7 @@ pub fn access_proto(child: ChildRecord, permission: Permission) -> pb::ChildAcce
 /// A family link.
 pub fn link_proto(link: FamilyLink) -> pb::FamilyLink {
     pb::FamilyLink {
-        created_at_ms: unix_ms(&link.created_at),
+        created_at_ms: link.created_at.unix_ms(),
         permission: link.permission.to_proto().into(),
         user_id: link.user_id,
         child_id: link.child_id,
@@ -46,8 +46,8 @@ pub fn link_proto(link: FamilyLink) -> pb::FamilyLink {
 /// A child's progress in a lesson.
 pub fn progress_proto(progress: LessonProgress) -> pb::LessonProgress {
     pb::LessonProgress {
-        updated_at_ms: unix_ms(&progress.updated_at),
-        completed_at_ms: progress.completed_at.as_deref().map(unix_ms).unwrap_or_default(),
+        updated_at_ms: progress.updated_at.unix_ms(),
+        completed_at_ms: progress.completed_at.map(Timestamp::unix_ms).unwrap_or_default(),
         child_id: progress.child_id,
         lesson_id: progress.lesson_id,
         status: progress.status,

@@ -21,7 +21,8 @@ use redis::{AsyncCommands as _, Script};
 
 use crate::config::Ttls;
 use crate::metrics::SessionMetrics;
-use crate::record::{ConversationRecord, SessionRecord, TurnRecord, now_rfc3339};
+use crate::record::{ConversationRecord, SessionRecord, TurnRecord};
+use crate::timestamp::Timestamp;
 
 /// What can go wrong with hot state.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +175,7 @@ impl HotStore {
         mode: &str,
     ) -> Result<(OpenOutcome, SessionRecord), HotError> {
         let _timer = self.metrics.time("open");
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         let fresh = SessionRecord {
             session_id: uuid::Uuid::new_v4().to_string(),
             user_id: user_id.to_owned(),
@@ -183,8 +184,8 @@ impl HotStore {
             conversation_id: uuid::Uuid::new_v4().to_string(),
             mode: mode.to_owned(),
             paused: false,
-            created_at: now.clone(),
-            last_activity_at: now.clone(),
+            created_at: now,
+            last_activity_at: now,
             connection_count: 0,
         };
         let fresh_json = to_json(&fresh)?;
@@ -194,7 +195,7 @@ impl HotStore {
             .arg(&fresh_json)
             .arg(&fresh.session_id)
             .arg(self.ttl.session.as_secs())
-            .arg(&now)
+            .arg(now.to_string())
             .invoke_async(&mut self.redis.clone())
             .await?;
         let outcome = match outcome.as_str() {
@@ -238,7 +239,7 @@ impl HotStore {
             .key(format!("suspended:{session_id}"))
             .arg(transition.as_arg())
             .arg(user_id)
-            .arg(now_rfc3339())
+            .arg(Timestamp::now().to_string())
             .arg(self.ttl.session.as_secs())
             .arg(self.ttl.reconnect_window.as_secs())
             .arg(epoch)
@@ -412,7 +413,7 @@ impl HotStore {
             .key(format!("suspended:{session_id}"))
             .arg(user_id)
             .arg(to_json(&turns)?)
-            .arg(now_rfc3339())
+            .arg(Timestamp::now().to_string())
             .arg(self.ttl.session.as_secs())
             .arg(self.ttl.conversation.as_secs())
             .arg(pauses_ms.map(|pauses| to_json(&pauses)).transpose()?.unwrap_or_default())

@@ -11,6 +11,7 @@ pub mod record;
 pub mod service;
 pub mod signals;
 pub mod startup;
+pub mod timestamp;
 
 pub use config::Config;
 pub use startup::Application;

@@ -1,14 +1,14 @@
 //! The JSON documents kept in Redis, and their conversion to the gRPC messages.
 //!
-//! Field names are the same in Redis, gRPC and the REST API (snake_case). Times are RFC 3339 UTC
-//! strings in Redis (Lua's JSON encoder would round large integers) and Unix milliseconds in gRPC.
+//! Field names are the same in Redis, gRPC and the REST API (snake_case). Times are
+//! [`Timestamp`]s: RFC 3339 UTC strings in Redis (Lua's JSON encoder would round large
+//! integers) and Unix milliseconds in gRPC.
 
 use blob_proto::session::v1 as pb;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::config::Ttls;
+use crate::timestamp::Timestamp;
 
 /// `session:{session_id}` and `suspended:{session_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,10 +28,10 @@ pub struct SessionRecord {
     /// Paused by the parent or the app: audio is ignored until resumed.
     #[serde(default)]
     pub paused: bool,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-    /// RFC 3339 UTC; refreshed on every transition and turn.
-    pub last_activity_at: String,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// Refreshed on every transition and turn.
+    pub last_activity_at: Timestamp,
     /// Voice sockets attached so far.
     #[serde(default)]
     pub connection_count: u32,
@@ -68,8 +68,8 @@ pub struct TurnRecord {
     pub user_text: String,
     /// What Blob answered.
     pub assistant_text: String,
-    /// RFC 3339 UTC.
-    pub timestamp: String,
+    /// When the exchange was made.
+    pub timestamp: Timestamp,
     /// Blob was cut off; `assistant_text` is what was said or heard before that.
     #[serde(default)]
     pub interrupted: bool,
@@ -94,34 +94,6 @@ where
     }
 }
 
-/// The current time as stored in records.
-pub fn now_rfc3339() -> String {
-    format_rfc3339(OffsetDateTime::now_utc())
-}
-
-/// Formats a time as RFC 3339 in UTC with exactly three fractional digits
-/// (`2026-11-22T10:00:00.123Z`): fixed width, so stored times also sort as text.
-pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.to_offset(time::UtcOffset::UTC).format(FORMAT).unwrap_or_default()
-}
-
-/// Unix milliseconds of an RFC 3339 string (0 when unparsable).
-pub fn unix_ms(rfc3339: &str) -> i64 {
-    OffsetDateTime::parse(rfc3339, &Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .unwrap_or_default()
-}
-
-/// RFC 3339 string of Unix milliseconds.
-pub fn from_unix_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map(format_rfc3339)
-        .unwrap_or_else(|_| now_rfc3339())
-}
-
 impl SessionRecord {
     /// The gRPC message, with the expiry derived from the state's time to live.
     pub fn to_proto(&self, ttl: &Ttls) -> pb::Session {
@@ -130,7 +102,7 @@ impl SessionRecord {
             "ended" => (pb::SessionState::Ended, std::time::Duration::ZERO),
             _ => (pb::SessionState::Active, ttl.session),
         };
-        let last_activity_at_ms = unix_ms(&self.last_activity_at);
+        let last_activity_at_ms = self.last_activity_at.unix_ms();
         pb::Session {
             session_id: self.session_id.clone(),
             user_id: self.user_id.clone(),
@@ -139,7 +111,7 @@ impl SessionRecord {
             conversation_id: self.conversation_id.clone(),
             mode: self.mode.clone(),
             paused: self.paused,
-            created_at_ms: unix_ms(&self.created_at),
+            created_at_ms: self.created_at.unix_ms(),
             last_activity_at_ms,
             expires_at_ms: last_activity_at_ms + live_for.as_millis() as i64,
             ttl_seconds: ttl.session.as_secs() as u32,
@@ -152,8 +124,11 @@ impl SessionRecord {
 impl TurnRecord {
     /// From the gRPC message.
     pub fn from_proto(turn: &pb::ConversationTurn) -> Self {
-        let timestamp =
-            if turn.created_at_ms > 0 { from_unix_ms(turn.created_at_ms) } else { now_rfc3339() };
+        let timestamp = if turn.created_at_ms > 0 {
+            Timestamp::from_unix_ms(turn.created_at_ms)
+        } else {
+            Timestamp::now()
+        };
         Self {
             request_id: turn.request_id.clone(),
             user_text: turn.user_text.clone(),
@@ -169,7 +144,7 @@ impl TurnRecord {
             request_id: self.request_id.clone(),
             user_text: self.user_text.clone(),
             assistant_text: self.assistant_text.clone(),
-            created_at_ms: unix_ms(&self.timestamp),
+            created_at_ms: self.timestamp.unix_ms(),
             interrupted: self.interrupted,
         }
     }
@@ -188,12 +163,6 @@ mod tests {
         let raw = r#"{"conversation_id":"c","_owner_user_id":"u","pauses_ms":[300,1200]}"#;
         let record: ConversationRecord = serde_json::from_str(raw).unwrap();
         assert_eq!(record.pauses_ms, vec![300, 1200]);
-    }
-
-    #[test]
-    fn times_round_trip_through_milliseconds() {
-        let ms = 1_763_788_800_123;
-        assert_eq!(unix_ms(&from_unix_ms(ms)), ms);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::{
     ArchivedSession, ChildRecord, ColdError, ColdStore, ErasureCounts, FamilyLink, Lesson,
     LessonFilter, LessonStep, Permission, ProgressUpdate,
 };
-use crate::record::{SessionRecord, now_rfc3339};
+use crate::record::SessionRecord;
+use crate::timestamp::Timestamp;
 
 /// A store under test.
 pub type Store = Arc<dyn ColdStore>;
@@ -72,13 +73,13 @@ where
 }
 
 fn child(id: &str, name: &str) -> ChildRecord {
-    let now = now_rfc3339();
+    let now = Timestamp::now();
     ChildRecord {
         child_id: id.to_owned(),
         name: name.to_owned(),
         grade_level: 1,
         created_by: "parent-a".to_owned(),
-        created_at: now.clone(),
+        created_at: now,
         updated_at: now,
         deleted_at: None,
     }
@@ -90,11 +91,12 @@ fn link(user_id: &str, child_id: &str, permission: Permission) -> FamilyLink {
         child_id: child_id.to_owned(),
         permission,
         granted_by: user_id.to_owned(),
-        created_at: now_rfc3339(),
+        created_at: Timestamp::now(),
     }
 }
 
 fn archived(session_id: &str, child_id: &str, ended_at: &str) -> ArchivedSession {
+    let ended_at: Timestamp = ended_at.parse().expect("an RFC 3339 time");
     ArchivedSession {
         session: SessionRecord {
             session_id: session_id.to_owned(),
@@ -104,11 +106,11 @@ fn archived(session_id: &str, child_id: &str, ended_at: &str) -> ArchivedSession
             conversation_id: format!("conv-{session_id}"),
             mode: "conversation".to_owned(),
             paused: false,
-            created_at: "2026-01-01T10:00:00.000Z".to_owned(),
-            last_activity_at: ended_at.to_owned(),
+            created_at: "2026-01-01T10:00:00.000Z".parse().unwrap(),
+            last_activity_at: ended_at,
             connection_count: 2,
         },
-        ended_at: ended_at.to_owned(),
+        ended_at,
         turn_count: 3,
     }
 }
@@ -187,8 +189,9 @@ async fn user_updates_need_the_user(store: Store) {
     assert_eq!(stored.last_login_at, later.last_login_at);
 }
 
-fn assert_utc(value: &str) {
-    let parsed = OffsetDateTime::parse(value, &Rfc3339).unwrap_or_else(|e| panic!("{value}: {e}"));
+fn assert_utc(value: &Timestamp) {
+    let value = value.to_string();
+    let parsed = OffsetDateTime::parse(&value, &Rfc3339).unwrap_or_else(|e| panic!("{value}: {e}"));
     assert!(parsed.offset().is_utc(), "{value} is UTC");
     assert!(value.ends_with('Z') && value.len() == 24, "{value} is fixed-width with milliseconds");
 }
@@ -203,7 +206,7 @@ async fn times_are_utc_with_milliseconds(store: Store) {
     let progress = store.update_progress("c3", "l1", ProgressUpdate::Started).await.unwrap();
     assert_utc(&progress.updated_at);
     let deleted = store.soft_delete_child("c3").await.unwrap().unwrap();
-    assert_utc(deleted.deleted_at.as_deref().unwrap());
+    assert_utc(&deleted.deleted_at.unwrap());
 }
 
 async fn creating_an_existing_child_fails(store: Store) {
@@ -238,10 +241,10 @@ async fn children_are_fetched_in_one_batch_in_order(store: Store) {
 async fn soft_delete_hides_nothing_and_keeps_the_first_time(store: Store) {
     store.create_child(&child("cd", "Dee")).await.unwrap();
     let first = store.soft_delete_child("cd").await.unwrap().unwrap();
-    let deleted_at = first.deleted_at.clone().expect("deletion time set");
+    let deleted_at = first.deleted_at.expect("deletion time set");
     tick().await;
     let second = store.soft_delete_child("cd").await.unwrap().unwrap();
-    assert_eq!(second.deleted_at.as_deref(), Some(deleted_at.as_str()));
+    assert_eq!(second.deleted_at, Some(deleted_at));
     let stored = store.get_child("cd").await.unwrap().expect("a soft-deleted child is kept");
     assert_eq!(stored.deleted_at, Some(deleted_at));
     assert_eq!(stored.name, "Dee");

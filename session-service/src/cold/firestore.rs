@@ -22,7 +22,7 @@ use super::{
     LessonFilter, LessonProgress, ProgressUpdate, UserRecord, check_id, new_user, refresh_user,
     sort_archived, sort_links, sort_progress,
 };
-use crate::record::now_rfc3339;
+use crate::timestamp::Timestamp;
 
 const USERS: &str = "users";
 const FAMILY_LINKS: &str = "family_links";
@@ -208,15 +208,15 @@ impl ColdStore for FirestoreColdStore {
                 let (user_id, email, display_name) =
                     (user_id.clone(), email.clone(), display_name.clone());
                 Box::pin(async move {
-                    let now = now_rfc3339();
+                    let now = Timestamp::now();
                     let stored: Option<UserRecord> =
                         db.fluent().select().by_id_in(USERS).obj().one(&user_id).await?;
                     let user = match stored {
                         Some(mut user) => {
-                            refresh_user(&mut user, &email, &display_name, &now);
+                            refresh_user(&mut user, &email, &display_name, now);
                             user
                         }
-                        None => new_user(&user_id, &email, &display_name, &now),
+                        None => new_user(&user_id, &email, &display_name, now),
                     };
                     db.fluent()
                         .update()
@@ -232,7 +232,8 @@ impl ColdStore for FirestoreColdStore {
     }
 
     async fn update_last_login(&self, user_id: &str) -> Result<UserRecord, ColdError> {
-        self.update_user(user_id, "last_login_at", |user| user.last_login_at = now_rfc3339()).await
+        self.update_user(user_id, "last_login_at", |user| user.last_login_at = Timestamp::now())
+            .await
     }
 
     async fn set_display_name(
@@ -404,8 +405,8 @@ impl ColdStore for FirestoreColdStore {
                         db.fluent().select().by_id_in(CHILDREN).obj().one(&child_id).await?;
                     let Some(mut child) = stored else { return Ok(None) };
                     if child.deleted_at.is_none() {
-                        let now = now_rfc3339();
-                        child.deleted_at = Some(now.clone());
+                        let now = Timestamp::now();
+                        child.deleted_at = Some(now);
                         child.updated_at = now;
                         db.fluent()
                             .update()
@@ -459,7 +460,7 @@ impl ColdStore for FirestoreColdStore {
                             db.fluent().select().by_id_in(PROGRESS).obj().one(&id).await?;
                         let mut progress =
                             stored.unwrap_or_else(|| LessonProgress::new(&child_id, &lesson_id));
-                        progress.apply(update, &now_rfc3339());
+                        progress.apply(update, Timestamp::now());
                         db.fluent()
                             .update()
                             .in_col(PROGRESS)

@@ -11,7 +11,7 @@ use super::{
     LessonFilter, LessonProgress, ProgressUpdate, UserRecord, check_id, new_user, refresh_user,
     sort_archived, sort_links, sort_progress,
 };
-use crate::record::now_rfc3339;
+use crate::timestamp::Timestamp;
 
 /// Cold state in process memory.
 #[derive(Debug, Default, Clone)]
@@ -53,15 +53,15 @@ impl ColdStore for MemoryColdStore {
         display_name: &str,
     ) -> Result<UserRecord, ColdError> {
         check_id("user_id", user_id)?;
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         let mut memory = self.inner.write().await;
         let user = match memory.users.get_mut(user_id) {
             Some(user) => {
-                refresh_user(user, email, display_name, &now);
+                refresh_user(user, email, display_name, now);
                 user.clone()
             }
             None => {
-                let user = new_user(user_id, email, display_name, &now);
+                let user = new_user(user_id, email, display_name, now);
                 memory.users.insert(user_id.to_owned(), user.clone());
                 user
             }
@@ -74,7 +74,7 @@ impl ColdStore for MemoryColdStore {
         let mut memory = self.inner.write().await;
         let user =
             memory.users.get_mut(user_id).ok_or_else(|| ColdError::NotFound(user_id.into()))?;
-        user.last_login_at = now_rfc3339();
+        user.last_login_at = Timestamp::now();
         Ok(user.clone())
     }
 
@@ -181,11 +181,11 @@ impl ColdStore for MemoryColdStore {
 
     async fn soft_delete_child(&self, child_id: &str) -> Result<Option<ChildRecord>, ColdError> {
         check_id("child_id", child_id)?;
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         let mut memory = self.inner.write().await;
         Ok(memory.children.get_mut(child_id).map(|child| {
             if child.deleted_at.is_none() {
-                child.deleted_at = Some(now.clone());
+                child.deleted_at = Some(now);
                 child.updated_at = now;
             }
             child.clone()
@@ -224,7 +224,7 @@ impl ColdStore for MemoryColdStore {
         let mut memory = self.inner.write().await;
         let progress =
             memory.progress.entry(key).or_insert_with(|| LessonProgress::new(child_id, lesson_id));
-        progress.apply(update, &now_rfc3339());
+        progress.apply(update, Timestamp::now());
         Ok(progress.clone())
     }
 

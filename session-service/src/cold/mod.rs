@@ -10,13 +10,15 @@
 //! The documents are the same in every store. In Firestore they live at `users/{user_id}`,
 //! `users/{user_id}/family_links/{child_id}`, `children/{child_id}`,
 //! `lesson_progress/{child_id}_{lesson_id}`, `sessions/{session_id}` and `lessons/{lesson_id}`.
-//! Times are RFC 3339 UTC strings with milliseconds (fixed width, so they also sort as text).
+//! Times are [`Timestamp`]s, stored as RFC 3339 UTC strings with milliseconds (fixed width, so
+//! they also sort as text).
 
 use async_trait::async_trait;
 use blob_proto::session::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::record::SessionRecord;
+use crate::timestamp::Timestamp;
 
 pub mod catalogue;
 pub mod contract;
@@ -43,10 +45,10 @@ pub struct UserRecord {
     pub display_name: String,
     /// `parent`.
     pub role: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-    /// RFC 3339 UTC.
-    pub last_login_at: String,
+    /// The first sign-in.
+    pub created_at: Timestamp,
+    /// The latest sign-in.
+    pub last_login_at: Timestamp,
 }
 
 /// What a user may do for a child, weakest first, so `>=` compares strength.
@@ -94,8 +96,8 @@ pub struct FamilyLink {
     pub permission: Permission,
     /// Who granted it (the user themself for the child's creator).
     pub granted_by: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
+    /// When it was granted.
+    pub created_at: Timestamp,
 }
 
 /// A child profile: `children/{child_id}`.
@@ -109,13 +111,13 @@ pub struct ChildRecord {
     pub grade_level: i32,
     /// The user who created the profile.
     pub created_by: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
-    /// RFC 3339 UTC.
-    pub updated_at: String,
+    /// When the profile was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
     /// Set when the profile was deleted (soft): the child is then invisible to every call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deleted_at: Option<String>,
+    pub deleted_at: Option<Timestamp>,
 }
 
 /// Where a child stands in a lesson: `lesson_progress/{child_id}_{lesson_id}`.
@@ -135,11 +137,11 @@ pub struct LessonProgress {
     pub attempts: u32,
     /// Every recorded update, so concurrent updates can be counted.
     pub updates: u32,
-    /// RFC 3339 UTC.
-    pub updated_at: String,
-    /// RFC 3339 UTC, once completed.
+    /// The latest update.
+    pub updated_at: Timestamp,
+    /// Once completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<String>,
+    pub completed_at: Option<Timestamp>,
 }
 
 /// One change to a child's progress in a lesson, applied transactionally by
@@ -173,13 +175,13 @@ impl LessonProgress {
             best_score: 0,
             attempts: 0,
             updates: 0,
-            updated_at: crate::record::now_rfc3339(),
+            updated_at: Timestamp::now(),
             completed_at: None,
         }
     }
 
     /// Applies one update, as every store does inside its transaction.
-    pub fn apply(&mut self, update: ProgressUpdate, now: &str) {
+    pub fn apply(&mut self, update: ProgressUpdate, now: Timestamp) {
         match update {
             ProgressUpdate::Started => {
                 self.attempts += 1;
@@ -199,11 +201,11 @@ impl LessonProgress {
             ProgressUpdate::Completed { score } => {
                 self.best_score = self.best_score.max(score.min(100));
                 self.status = "completed".to_owned();
-                self.completed_at.get_or_insert_with(|| now.to_owned());
+                self.completed_at.get_or_insert(now);
             }
         }
         self.updates += 1;
-        self.updated_at = now.to_owned();
+        self.updated_at = now;
     }
 
     /// The document id: `{child_id}_{lesson_id}`.
@@ -270,8 +272,8 @@ impl LessonFilter {
 pub struct ArchivedSession {
     /// The session as it was when it ended, `state: "ended"`.
     pub session: SessionRecord,
-    /// RFC 3339 UTC.
-    pub ended_at: String,
+    /// When it ended.
+    pub ended_at: Timestamp,
     /// Exchanges in its conversation when it ended.
     pub turn_count: u32,
 }
@@ -453,24 +455,29 @@ pub(crate) fn sort_archived(sessions: &mut [ArchivedSession]) {
 }
 
 /// A new user document.
-pub(crate) fn new_user(user_id: &str, email: &str, display_name: &str, now: &str) -> UserRecord {
+pub(crate) fn new_user(
+    user_id: &str,
+    email: &str,
+    display_name: &str,
+    now: Timestamp,
+) -> UserRecord {
     UserRecord {
         user_id: user_id.to_owned(),
         email: email.to_owned(),
         display_name: display_name.to_owned(),
         role: "parent".to_owned(),
-        created_at: now.to_owned(),
-        last_login_at: now.to_owned(),
+        created_at: now,
+        last_login_at: now,
     }
 }
 
 /// Refreshes a returning user's profile and sign-in time.
-pub(crate) fn refresh_user(user: &mut UserRecord, email: &str, display_name: &str, now: &str) {
+pub(crate) fn refresh_user(user: &mut UserRecord, email: &str, display_name: &str, now: Timestamp) {
     if !email.is_empty() {
         user.email = email.to_owned();
     }
     if !display_name.is_empty() {
         user.display_name = display_name.to_owned();
     }
-    user.last_login_at = now.to_owned();
+    user.last_login_at = now;
 }

@@ -18,7 +18,7 @@ use super::{
     ArchivedSession, ChildRecord, ColdError, ColdStore, ErasureCounts, FamilyLink, Lesson,
     LessonFilter, LessonProgress, ProgressUpdate, UserRecord, check_id, new_user, refresh_user,
 };
-use crate::record::now_rfc3339;
+use crate::timestamp::Timestamp;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -181,7 +181,7 @@ fn write_link(connection: &Connection, link: &FamilyLink) -> Result<(), ColdErro
         .execute(
             "INSERT INTO family_links (uid, child_id, created_at, doc) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (uid, child_id) DO UPDATE SET doc = excluded.doc",
-            params![link.user_id, link.child_id, link.created_at, to_json(link)?],
+            params![link.user_id, link.child_id, link.created_at.to_string(), to_json(link)?],
         )
         .map_err(db_error)?;
     Ok(())
@@ -197,7 +197,7 @@ fn write_progress(connection: &Connection, progress: &LessonProgress) -> Result<
                 LessonProgress::document_id(&progress.child_id, &progress.lesson_id),
                 progress.child_id,
                 progress.lesson_id,
-                progress.updated_at,
+                progress.updated_at.to_string(),
                 to_json(progress)?
             ],
         )
@@ -244,17 +244,17 @@ impl ColdStore for SqliteColdStore {
             (user_id.to_owned(), email.to_owned(), display_name.to_owned());
         self.with(move |c| {
             transaction(c, |tx| {
-                let now = now_rfc3339();
+                let now = Timestamp::now();
                 let user = match one::<UserRecord>(
                     tx,
                     "SELECT doc FROM users WHERE uid = ?1",
                     [&user_id],
                 )? {
                     Some(mut user) => {
-                        refresh_user(&mut user, &email, &display_name, &now);
+                        refresh_user(&mut user, &email, &display_name, now);
                         user
                     }
-                    None => new_user(&user_id, &email, &display_name, &now),
+                    None => new_user(&user_id, &email, &display_name, now),
                 };
                 write_user(tx, &user)?;
                 Ok(user)
@@ -264,7 +264,7 @@ impl ColdStore for SqliteColdStore {
     }
 
     async fn update_last_login(&self, user_id: &str) -> Result<UserRecord, ColdError> {
-        self.update_user(user_id, |user| user.last_login_at = now_rfc3339()).await
+        self.update_user(user_id, |user| user.last_login_at = Timestamp::now()).await
     }
 
     async fn set_display_name(
@@ -441,8 +441,8 @@ impl ColdStore for SqliteColdStore {
                     return Ok(None);
                 };
                 if child.deleted_at.is_none() {
-                    let now = now_rfc3339();
-                    child.deleted_at = Some(now.clone());
+                    let now = Timestamp::now();
+                    child.deleted_at = Some(now);
                     child.updated_at = now;
                     tx.execute(
                         "UPDATE children SET doc = ?2 WHERE child_id = ?1",
@@ -499,7 +499,7 @@ impl ColdStore for SqliteColdStore {
                     [&id],
                 )?
                 .unwrap_or_else(|| LessonProgress::new(&child_id, &lesson_id));
-                progress.apply(update, &now_rfc3339());
+                progress.apply(update, Timestamp::now());
                 write_progress(tx, &progress)?;
                 Ok(progress)
             })
@@ -542,14 +542,14 @@ impl ColdStore for SqliteColdStore {
         let (id, child_id, ended_at) = (
             session.session.session_id.clone(),
             session.session.child_id.clone(),
-            session.ended_at.clone(),
+            session.ended_at,
         );
         self.with(move |c| {
             c.execute(
                 "INSERT INTO sessions (session_id, child_id, ended_at, doc) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (session_id) DO UPDATE
                  SET child_id = excluded.child_id, ended_at = excluded.ended_at, doc = excluded.doc",
-                [id, child_id, ended_at, doc],
+                [id, child_id, ended_at.to_string(), doc],
             )
             .map(drop)
             .map_err(db_error)

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::{Core, invalid, required};
 use crate::cold::{ChildRecord, ColdError, FamilyLink, Permission};
 use crate::convert::{access_proto, link_proto, user_proto};
-use crate::record::{now_rfc3339, unix_ms};
+use crate::timestamp::Timestamp;
 
 /// The families service.
 #[derive(Clone)]
@@ -98,14 +98,14 @@ impl Families for FamiliesService {
         required(&req.user_id, "user_id")?;
         let name = validate::child_name(&req.name).map_err(invalid)?;
         let grade_level = validate::grade_level(req.grade_level).map_err(invalid)?;
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         let child = ChildRecord {
             child_id: uuid::Uuid::new_v4().to_string(),
             name: name.to_owned(),
             grade_level,
             created_by: req.user_id.clone(),
-            created_at: now.clone(),
-            updated_at: now.clone(),
+            created_at: now,
+            updated_at: now,
             deleted_at: None,
         };
         self.0.cold.create_child(&child).await?;
@@ -146,7 +146,7 @@ impl Families for FamiliesService {
         if let Some(grade_level) = req.grade_level {
             child.grade_level = validate::grade_level(grade_level).map_err(invalid)?;
         }
-        child.updated_at = now_rfc3339();
+        child.updated_at = Timestamp::now();
         self.0.cold.put_child(&child).await.map_err(|e| match e {
             ColdError::NotFound(_) => ErrorKind::NotFound.status("child not found"),
             other => other.into(),
@@ -194,7 +194,7 @@ impl Families for FamiliesService {
             child_id: req.child_id,
             permission,
             granted_by: req.user_id,
-            created_at: now_rfc3339(),
+            created_at: Timestamp::now(),
         };
         let stored = self.0.cold.grant_permission(&link).await?;
         tracing::info!(grantee = %stored.user_id, ?permission, "permission granted");
@@ -257,7 +257,7 @@ impl Families for FamiliesService {
             archived_sessions: counts.sessions,
             hot_sessions,
             conversations: removed_conversations,
-            erased_at_ms: unix_ms(&now_rfc3339()),
+            erased_at_ms: Timestamp::now().unix_ms(),
         }))
     }
 }

@@ -33,8 +33,9 @@ use crate::cold::{ArchivedSession, ChildRecord, ColdStore, Permission};
 use crate::convert::required_permission;
 use crate::hot::{HotError, HotStore};
 use crate::metrics::SessionMetrics;
-use crate::record::{SessionRecord, now_rfc3339};
+use crate::record::SessionRecord;
 use crate::signals::Signals;
+use crate::timestamp::Timestamp;
 
 /// The fully qualified names of the four services (for health and reflection).
 pub const SERVICE_NAMES: [&str; 4] = [
@@ -156,8 +157,8 @@ impl Core {
         };
         let mut archived = record.clone();
         archived.state = "ended".to_owned();
-        let now = now_rfc3339();
-        archived.last_activity_at.clone_from(&now);
+        let now = Timestamp::now();
+        archived.last_activity_at = now;
         let archived = ArchivedSession { session: archived, ended_at: now, turn_count };
         // Archive first: if the cold store fails, the hot state is still there to retry with.
         self.cold.archive_session(&archived).await?;
