@@ -305,12 +305,7 @@ impl<D: Downstream> Connection<D> {
                         task.abort();
                     }
                 }
-                Effect::Save { turn, pauses_ms, span } => {
-                    self.persistence.push(Job::Save { turn, pauses_ms, span }).await;
-                }
-                Effect::Trim { progress, answer_to } => {
-                    self.persistence.push(Job::Trim { progress, answer_to }).await;
-                }
+                Effect::Persist(job) => self.persistence.push(job).await,
                 Effect::TraceUtterance { utterance_id, trace_context } => {
                     self.audio.context(utterance_id, trace_context).await;
                 }

@@ -15,6 +15,8 @@ use blob_voice_protocol::{
     TtsHint, round_confidence,
 };
 
+use super::persist::Job;
+
 /// A server message to send, with the turn and audio thread it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
@@ -50,22 +52,10 @@ pub enum Effect {
     },
     /// Stop the reply in progress.
     CancelReply,
-    /// Store an exchange; a failure is reported with `STATE_UNAVAILABLE` on its turn.
-    Save {
-        /// The exchange.
-        turn: session::ConversationTurn,
-        /// The child's pauses so far.
-        pauses_ms: Vec<u32>,
-        /// The turn's trace.
-        span: tracing::Span,
-    },
-    /// Trim a stored reply to what was heard, then answer the `playback.progress` request.
-    Trim {
-        /// The progress (the reply's turn and the characters heard).
-        progress: PlaybackProgress,
-        /// The request's own `meta.request_id`.
-        answer_to: Option<String>,
-    },
+    /// A session-service write, done off the socket's loop: an exchange (a failure is
+    /// reported with `STATE_UNAVAILABLE` on its turn), or a trim to what was heard (then the
+    /// `playback.progress` request is answered).
+    Persist(Job),
     /// Hand the recogniser an utterance's trace context.
     TraceUtterance {
         /// The recogniser's utterance.
@@ -497,7 +487,11 @@ impl Conversation {
             interrupted,
         };
         self.setup.history.push(turn.clone());
-        Effect::Save { turn, pauses_ms: self.setup.pauses_ms.clone(), span: utterance.span.clone() }
+        Effect::Persist(Job::Save {
+            turn,
+            pauses_ms: self.setup.pauses_ms.clone(),
+            span: utterance.span.clone(),
+        })
     }
 
     // === the client's requests ===
@@ -522,7 +516,7 @@ impl Conversation {
         if let Some(turn) = self.setup.history.iter_mut().rev().find(|t| t.request_id == turn_id) {
             turn.assistant_text = turn.assistant_text.chars().take(chars).collect();
             turn.interrupted = true;
-            return vec![Effect::Trim { progress, answer_to }];
+            return vec![Effect::Persist(Job::Trim { progress, answer_to })];
         }
         let error = ServerEvent::error(ErrorCode::UnknownTurn, "no reply with that request_id");
         vec![Effect::Send(Outgoing { event: error, request_id: answer_to, thread_id: None })]

@@ -45,10 +45,13 @@ fn lines(effects: &[Effect]) -> Vec<String> {
             }
             Effect::StartReply { request, .. } => format!("start {}", request.user_text),
             Effect::CancelReply => "cancel".into(),
-            Effect::Save { turn, .. } => {
+            Effect::Persist(Job::Save { turn, .. }) => {
                 format!("save {:?} interrupted={}", turn.assistant_text, turn.interrupted)
             }
-            Effect::Trim { progress, .. } => format!("trim {}", progress.chars_spoken),
+            Effect::Persist(Job::Trim { progress, .. }) => {
+                format!("trim {}", progress.chars_spoken)
+            }
+            Effect::Persist(Job::SetPaused { paused, .. }) => format!("set paused {paused}"),
             Effect::TraceUtterance { utterance_id, .. } => format!("trace {utterance_id}"),
             Effect::Stage { stage, .. } => format!("stage {stage}"),
             Effect::OpenSpeech => "open speech".into(),

@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use serde::Deserialize;
 
+use crate::WireIn;
 use crate::codes::ErrorCode;
 use crate::server::{MessageType, PlaybackProgress};
 
@@ -93,17 +94,6 @@ pub struct RequestError {
     pub request_id: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct WireIn {
-    #[serde(rename = "type")]
-    kind: String,
-    action: String,
-    #[serde(default)]
-    payload: serde_json::Value,
-    #[serde(default)]
-    meta: WireMeta,
-}
-
 #[derive(Default, Deserialize)]
 struct WireMeta {
     #[serde(default)]
@@ -139,7 +129,7 @@ impl ClientMessage {
             message,
             request_id,
         };
-        let wire: WireIn = serde_json::from_str(text)
+        let wire: WireIn<WireMeta> = serde_json::from_str(text)
             .map_err(|err| invalid(format!("not a valid message: {err}"), None))?;
         let request_id = wire.meta.request_id;
         let fail = |code, message: &str| RequestError {

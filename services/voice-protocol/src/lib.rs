@@ -15,6 +15,19 @@ pub mod frame;
 mod names;
 pub mod server;
 
+/// A message as read off the socket, before its action and payload are typed; `M` is the
+/// part of `meta` the reader needs.
+#[derive(serde::Deserialize)]
+struct WireIn<M> {
+    #[serde(rename = "type")]
+    kind: String,
+    action: String,
+    #[serde(default)]
+    payload: serde_json::Value,
+    #[serde(default)]
+    meta: M,
+}
+
 pub use client::{AudioStream, ClientMessage, ClientRequest, RequestError};
 pub use codes::{CloseCode, ErrorCode};
 pub use frame::{AudioFrame, FrameError};

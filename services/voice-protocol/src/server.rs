@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::WireIn;
 use crate::codes::ErrorCode;
 use crate::names::wire_names;
 
@@ -455,17 +456,6 @@ struct WireOut<'a> {
     meta: &'a Meta,
 }
 
-#[derive(Deserialize)]
-struct WireIn {
-    #[serde(rename = "type")]
-    kind: String,
-    action: String,
-    #[serde(default)]
-    payload: serde_json::Value,
-    #[serde(default)]
-    meta: Meta,
-}
-
 impl ServerMessage {
     /// The JSON text sent on the socket.
     pub fn to_json(&self) -> String {
@@ -482,7 +472,7 @@ impl ServerMessage {
 
     /// [`ServerMessage::parse`] from parsed JSON.
     pub fn from_value(value: serde_json::Value) -> Result<Self, ParseError> {
-        let wire: WireIn = serde_json::from_value(value).map_err(ParseError::Envelope)?;
+        let wire: WireIn<Meta> = serde_json::from_value(value).map_err(ParseError::Envelope)?;
         if !ServerEvent::CATALOGUE.iter().any(|(_, action)| *action == wire.action) {
             return Err(ParseError::UnknownAction { action: wire.action });
         }
