@@ -16,6 +16,8 @@ use crate::state::AppState;
 
 /// Largest REST request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Where the REST API is served.
+const API_ROOT: &str = "/api/v1";
 
 /// The request header naming an idempotent POST.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -106,7 +108,10 @@ async fn idempotent(
     let mut digest = Sha256::new();
     digest.update(parts.method.as_str().as_bytes());
     digest.update(b" ");
-    digest.update(parts.uri.path().as_bytes());
+    // The path within the API (`/children`, not `/api/v1/children`): a fingerprint does not
+    // depend on where the API is mounted.
+    let path = parts.uri.path();
+    digest.update(path.strip_prefix(API_ROOT).unwrap_or(path).as_bytes());
     digest.update(b"\n");
     digest.update(&body);
     let fingerprint = hex::encode(digest.finalize());
