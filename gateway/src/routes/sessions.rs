@@ -24,13 +24,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(end_session))
 }
 
+/// The one session mode: Blob and the child talk freely.
+const COMPANION: &str = "companion";
+
 /// The request body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenSessionRequest {
     /// The child the session is for.
     pub child_id: String,
-    /// `conversation` (the default).
+    /// `companion` (the default: free conversation with Blob); `conversation` is taken as
+    /// `companion`.
     #[serde(default)]
     pub mode: Option<String>,
 }
@@ -54,7 +58,7 @@ pub struct SessionView {
     pub ttl_seconds: u32,
     /// How long a closed socket's session waits to be resumed.
     pub reconnect_window_seconds: u32,
-    /// The voice socket's address with this session's id.
+    /// The voice socket's address (`PUBLIC_WS_URL`); the app adds `?token=…&session_id=…`.
     pub ws_url: String,
     /// RFC 3339 UTC.
     pub created_at: String,
@@ -93,10 +97,10 @@ pub async fn open_session(
     if body.child_id.trim().is_empty() {
         return Err(ApiError::validation("child_id", "child_id is required"));
     }
-    let mode = body.mode.unwrap_or_else(|| "conversation".to_owned());
-    if mode != "conversation" {
-        return Err(ApiError::validation("mode", "mode must be \"conversation\""));
-    }
+    let mode = match body.mode.as_deref() {
+        None | Some(COMPANION | "conversation") => COMPANION.to_owned(),
+        Some(_) => return Err(ApiError::validation("mode", "mode must be \"companion\"")),
+    };
     let response = state
         .sessions
         .clone()
@@ -140,7 +144,8 @@ fn session_view(state: &AppState, session: pb::Session, outcome: &'static str) -
     let token_ttl = Duration::from_secs(u64::from(session.ttl_seconds));
     SessionView {
         session_token: state.tokens.issue_session(&session.user_id, &session.session_id, token_ttl),
-        ws_url: format!("{}?session_id={}", state.config.public_ws_url, session.session_id),
+        // The app adds `?token=…&session_id=…` itself.
+        ws_url: state.config.public_ws_url.clone(),
         state: state_name(&session),
         created_at: rfc3339_ms(session.created_at_ms),
         expires_at: rfc3339_ms(session.expires_at_ms),

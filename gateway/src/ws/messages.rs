@@ -19,10 +19,13 @@ impl Stamp {
     /// `event` with this connection's ids, the turn's `request_id` and the audio thread.
     pub fn message(
         &self,
-        event: ServerEvent,
+        mut event: ServerEvent,
         request_id: Option<&str>,
         thread_id: Option<&str>,
     ) -> ServerMessage {
+        if let ServerEvent::State(change) = &mut event {
+            change.conversation_id.get_or_insert_with(|| self.conversation_id.clone());
+        }
         let meta = Meta {
             session_id: self.session_id.clone(),
             conversation_id: Some(self.conversation_id.clone()),

@@ -140,10 +140,13 @@ pub struct SessionPaused {
 }
 
 /// `conversation.state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateChange {
     /// Where the turn is.
     pub state: ConversationState,
+    /// The conversation (also in `meta`): set on every message the server sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
 }
 
 /// `audio_ack`: one audio chunk acknowledged.
@@ -269,7 +272,7 @@ pub enum ServerEvent {
     /// `event conversation.state`.
     #[serde(rename = "conversation.state")]
     State(StateChange),
-    /// `event audio_ack`.
+    /// `response audio_ack` (the proof of concept's type: the answer to an audio chunk).
     #[serde(rename = "audio_ack")]
     AudioAck(AudioAck),
     /// `event stt_result`.
@@ -317,7 +320,7 @@ impl ServerEvent {
         (MessageType::Event, "session.resumed"),
         (MessageType::Event, "session.paused"),
         (MessageType::Event, "conversation.state"),
-        (MessageType::Event, "audio_ack"),
+        (MessageType::Response, "audio_ack"),
         (MessageType::Event, "stt_result"),
         (MessageType::Event, "stt_rejected"),
         (MessageType::Event, "ai_response.chunk"),
@@ -360,6 +363,7 @@ impl ServerEvent {
         match self {
             Self::Ping(_) => MessageType::Request,
             Self::Reply(_)
+            | Self::AudioAck(_)
             | Self::Pong(_)
             | Self::Paused(_)
             | Self::Resumed(_)
@@ -382,9 +386,10 @@ impl ServerEvent {
         matches!(self, Self::AudioAck(_))
     }
 
-    /// `conversation.state` with `state`.
+    /// `conversation.state` with `state` (the conversation is added when the message is
+    /// stamped).
     pub const fn state(state: ConversationState) -> Self {
-        Self::State(StateChange { state })
+        Self::State(StateChange { state, conversation_id: None })
     }
 
     /// An `error` event.

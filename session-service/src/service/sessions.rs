@@ -54,7 +54,7 @@ impl Sessions for SessionsService {
     ) -> Result<Response<pb::OpenSessionResponse>, Status> {
         let req = request.into_inner();
         self.0.require_permission(&req.user_id, &req.child_id, Permission::Interact).await?;
-        let mode = if req.mode.is_empty() { "conversation" } else { req.mode.as_str() };
+        let mode = if req.mode.is_empty() { "companion" } else { req.mode.as_str() };
         let (outcome, record) = self.0.hot.open(&req.user_id, &req.child_id, mode).await?;
         tracing::info!(session_id = %record.session_id, ?outcome, "session opened");
         let (label, outcome) = match outcome {

@@ -382,3 +382,38 @@ async fn refresh_gives_a_new_token_and_leaves_the_live_session_alone() {
         .await;
     assert_eq!((unknown.status, unknown.error_code()), (401, "TOKEN_INVALID"));
 }
+
+/// The proof of concept's session request, as the app sends it: `mode: "companion"`, and the
+/// socket address from `ws_url` with the app's own `?token=…&session_id=…`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_session_request_opens_a_companion_session_whose_ws_url_the_app_completes() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let api = Api::new(&stack.http_url());
+    let token = signed_in(&stack, &api, "companion-parent").await;
+    let child_id = api.create_child(&token, "Mia", 1).await;
+
+    let body = json!({ "child_id": child_id, "mode": "companion" });
+    let opened = api.call(Method::POST, "/api/v1/sessions", Some(&token), Some(body)).await;
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let session = opened.data();
+    assert_eq!(session["mode"], "companion");
+    let ws_url = session["ws_url"].as_str().unwrap();
+    assert!(ws_url.ends_with("/ws/voice") && !ws_url.contains('?'), "a bare address: {ws_url}");
+    let session_id = session["session_id"].as_str().unwrap();
+    let mut socket =
+        VoiceSocket::connect_url(&format!("{ws_url}?token={token}&session_id={session_id}")).await;
+    let hello = socket.next_json(QUICK).await.expect("a greeting");
+    assert_eq!(hello["action"], "session.created");
+
+    // Without a mode the session is the same companion session; any other mode is refused.
+    let again = api.open_session(&token, &child_id).await;
+    assert_eq!(
+        (again["session_id"].as_str(), again["mode"].as_str()),
+        (Some(session_id), Some("companion"))
+    );
+    let body = json!({ "child_id": child_id, "mode": "lesson" });
+    let refused = api.call(Method::POST, "/api/v1/sessions", Some(&token), Some(body)).await;
+    assert_eq!((refused.status, refused.error_code()), (400, "VALIDATION_ERROR"));
+    assert_eq!(refused.body["error"]["details"]["field"], "mode");
+    socket.close().await;
+}

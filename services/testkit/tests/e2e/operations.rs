@@ -40,6 +40,9 @@ async fn a_turn_shows_in_every_services_metrics() {
     socket.wait_for("ai_response", TURN).await;
     let idle = socket.wait_for("conversation.state", TURN).await;
     assert_eq!(idle["payload"]["state"], "IDLE");
+    // The proof of concept's shape: the conversation in the payload too.
+    assert!(idle["payload"]["conversation_id"].is_string(), "{idle}");
+    assert_eq!(idle["payload"]["conversation_id"], idle["meta"]["conversation_id"]);
     // The exchange is saved off the socket's loop: wait for the write to be counted.
     let deadline = tokio::time::Instant::now() + TURN;
     let append = "blob_session_redis_seconds_count{op=\"append\"}";
