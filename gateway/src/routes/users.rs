@@ -37,6 +37,13 @@ pub struct Me {
 /// Switches the app reads.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FeatureFlags {
+    /// Blob's free conversation (the `companion` session mode) is available.
+    pub companion_mode: bool,
+    /// Biometric unlock is offered by the backend (it is not).
+    pub biometric_enabled: bool,
+    /// Lesson sessions (a session mode of their own) are available (they are not; lessons and
+    /// progress are served over REST, see `lessons`).
+    pub lesson_mode_enabled: bool,
     /// The voice socket is available.
     pub voice: bool,
     /// Lessons and progress are available.
@@ -107,6 +114,9 @@ pub async fn get_me(
             active_child,
             active_session,
             feature_flags: FeatureFlags {
+                companion_mode: true,
+                biometric_enabled: false,
+                lesson_mode_enabled: false,
                 voice: true,
                 lessons: true,
                 legacy_audio: state.config.ws.legacy_binary,

@@ -18,6 +18,8 @@ pub struct UserProfile {
     pub display_name: String,
     /// `parent`.
     pub role: String,
+    /// Always true: a signed-in account is active.
+    pub is_active: bool,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// RFC 3339 UTC.
@@ -33,6 +35,7 @@ impl From<pb::User> for UserProfile {
             email: user.email,
             display_name: user.display_name,
             role: user.role,
+            is_active: true,
         }
     }
 }
@@ -80,27 +83,41 @@ pub struct ActiveSessionView {
     pub user_id: String,
     /// `active`, `paused` or `suspended`.
     pub state: &'static str,
+    /// The same as `state` (the proof of concept's name).
+    pub status: &'static str,
     /// The conversation it continues.
+    pub conversation_id: String,
+    /// The same as `conversation_id`.
     pub active_conversation_id: String,
     /// RFC 3339 UTC.
     pub created_at: String,
+    /// The same as `created_at`.
+    pub started_at: String,
     /// RFC 3339 UTC.
     pub last_activity_at: String,
     /// RFC 3339 UTC.
     pub expires_at: String,
+    /// Always true: the app talks to Blob over the voice socket.
+    pub ws_required: bool,
 }
 
 impl From<pb::Session> for ActiveSessionView {
     fn from(session: pb::Session) -> Self {
+        let state = state_name(&session);
+        let created_at = rfc3339_ms(session.created_at_ms);
         Self {
-            state: state_name(&session),
-            created_at: rfc3339_ms(session.created_at_ms),
+            state,
+            status: state,
+            started_at: created_at.clone(),
+            created_at,
             last_activity_at: rfc3339_ms(session.last_activity_at_ms),
             expires_at: rfc3339_ms(session.expires_at_ms),
             session_id: session.session_id,
             child_id: session.child_id,
             user_id: session.user_id,
+            conversation_id: session.conversation_id.clone(),
             active_conversation_id: session.conversation_id,
+            ws_required: true,
         }
     }
 }

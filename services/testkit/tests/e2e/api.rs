@@ -93,6 +93,7 @@ async fn another_family_reaches_nothing_on_any_route() {
         api.call(Method::GET, &format!("/api/v1/children/{child}"), Some(&token_a), None).await;
     assert_eq!(child_view.data()["name"], "Secretname");
     assert_eq!(child_view.data()["active_session"]["session_id"], session_id.as_str());
+    assert_eq!(child_view.data()["active_session"]["conversation_id"], conversation_id.as_str());
     let conversation = api
         .call(
             Method::GET,
@@ -130,6 +131,15 @@ async fn users_me_shows_the_family_and_what_is_live() {
     assert_eq!(data["children"][0]["permission"], "manage");
     assert!(data["active_child"].is_null() && data["active_session"].is_null());
     assert_eq!(data["feature_flags"]["voice"], true);
+    // The proof of concept's flags and fields, as its app reads them.
+    assert_eq!(
+        data["feature_flags"],
+        json!({
+            "companion_mode": true, "biometric_enabled": false, "lesson_mode_enabled": false,
+            "voice": true, "lessons": true, "legacy_audio": data["feature_flags"]["legacy_audio"],
+        })
+    );
+    assert_eq!(data["user"]["is_active"], true);
     assert!(data["feature_flags"]["legacy_audio"].is_boolean());
 
     let session = api.open_session(&token, &second).await;
@@ -138,6 +148,12 @@ async fn users_me_shows_the_family_and_what_is_live() {
     assert_eq!(data["active_child"]["child_id"], second.as_str());
     assert_eq!(data["active_session"]["session_id"], session["session_id"]);
     assert_eq!(data["active_session"]["state"], "active");
+    let active = &data["active_session"];
+    assert_eq!(active["status"], "active");
+    assert_eq!(active["conversation_id"], session["active_conversation_id"]);
+    assert_eq!(active["started_at"], active["created_at"]);
+    assert!(active["started_at"].as_str().unwrap().ends_with('Z'), "{active}");
+    assert_eq!(active["ws_required"], true);
     assert_eq!(data["children"].as_array().unwrap().len(), 2, "{first} is still listed");
 
     let renamed = api
