@@ -160,6 +160,13 @@ fn build() -> Value {
             }
         }
     }
+    // `/health` also carries the proof of concept's top-level `"status": "ok"`.
+    let health = &mut doc["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    health["properties"]["status"] = json!({ "const": "ok" });
+    if let Some(required) = health["required"].as_array_mut() {
+        required.push(json!("status"));
+    }
     doc
 }
 

@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use serde::Serialize;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::envelope::{ApiError, ApiOk, ErrorCode};
+use crate::envelope::{ApiError, ApiOk, ErrorCode, Meta};
 use crate::state::AppState;
 
 /// The health routes, registered once for the router and the OpenAPI document.
@@ -29,7 +30,8 @@ pub struct Health {
     pub version: &'static str,
 }
 
-/// The gateway process is up and serving HTTP.
+/// The gateway process is up and serving HTTP. Beside the envelope the body carries a top-level
+/// `"status": "ok"`, which the proof of concept's deploy check reads.
 #[utoipa::path(
     get,
     path = "/health",
@@ -39,11 +41,17 @@ pub struct Health {
         (status = 200, description = "Healthy", body = Health)
     )
 )]
-pub async fn health() -> ApiOk<Health> {
-    ApiOk(
-        StatusCode::OK,
-        Health { status: "healthy", service: "gateway", version: env!("CARGO_PKG_VERSION") },
-    )
+pub async fn health() -> Response {
+    #[derive(Serialize)]
+    struct Body {
+        status: &'static str,
+        success: bool,
+        data: Health,
+        meta: Meta,
+    }
+    let data = Health { status: "healthy", service: "gateway", version: env!("CARGO_PKG_VERSION") };
+    let body = Body { status: "ok", success: true, data, meta: Meta::now() };
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 /// Readiness of one service behind the gateway.

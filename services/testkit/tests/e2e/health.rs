@@ -40,6 +40,8 @@ async fn every_service_reports_serving() {
         Api::new(&stack.http_url()).call(reqwest::Method::GET, "/health", None, None).await;
     assert_eq!(health.status, 200);
     assert_eq!(health.data()["status"], "healthy");
+    // The proof of concept's deploy check reads a top-level `status`.
+    assert_eq!(health.body["status"], "ok");
     assert_eq!(health.data()["service"], "gateway");
     blob_testkit::client::assert_meta(&health.body);
 }
