@@ -460,12 +460,9 @@ impl<D: Downstream> Connection<D> {
 
     async fn on_persisted<R>(&mut self, done: Done, sources: &mut Sources<R>) -> Result<(), Stop> {
         match done {
-            Done::SaveFailed { request_id } => {
-                let error = ServerEvent::error(
-                    ErrorCode::StateUnavailable,
-                    "the conversation could not be saved",
-                );
-                self.send(self.stamp.message(error, Some(&request_id), None)).await
+            Done::Saved { request_id, stored } => {
+                let effects = self.conversation.saved(&request_id, stored);
+                self.apply(effects, sources).await
             }
             Done::Trimmed { progress, answer_to, stored } => {
                 let event = if stored {

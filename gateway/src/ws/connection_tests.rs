@@ -326,10 +326,11 @@ async fn a_stalled_store_does_not_hold_up_audio_and_its_writes_finish_before_the
         .await
         .unwrap();
     let mut seen = Vec::new();
-    while !seen.contains(&"state IDLE".to_owned()) {
+    while !seen.contains(&"ai_response".to_owned()) {
         seen.extend(h.actions(1).await);
     }
-    // The exchange is waiting on the store; audio still flows and is acknowledged.
+    // The exchange is waiting on the store (IDLE waits for it); audio still flows and is
+    // acknowledged.
     for sequence in 0..3 {
         let frame = AudioFrame::encode(sequence, uuid::Uuid::nil(), &[0; 320]);
         h.client_sends(Message::Binary(frame.into())).await;

@@ -109,26 +109,33 @@ pub enum TurnState {
     Thinking(ActiveReply),
     /// Blob's sentences are going out.
     Responding(ActiveReply),
+    /// Blob's reply is complete and its exchange is being stored: `IDLE`, and the next
+    /// waiting utterance's reply, follow once it is (so a client that sees `IDLE` knows the
+    /// exchange is kept).
+    Saving {
+        /// The reply's turn.
+        request_id: String,
+    },
 }
 
 impl TurnState {
     fn reply(&self) -> Option<&ActiveReply> {
         match self {
-            Self::Idle => None,
+            Self::Idle | Self::Saving { .. } => None,
             Self::Thinking(reply) | Self::Responding(reply) => Some(reply),
         }
     }
 
     fn reply_mut(&mut self) -> Option<&mut ActiveReply> {
         match self {
-            Self::Idle => None,
+            Self::Idle | Self::Saving { .. } => None,
             Self::Thinking(reply) | Self::Responding(reply) => Some(reply),
         }
     }
 
     fn take(&mut self) -> Option<ActiveReply> {
         match std::mem::take(self) {
-            Self::Idle => None,
+            Self::Idle | Self::Saving { .. } => None,
             Self::Thinking(reply) | Self::Responding(reply) => Some(reply),
         }
     }
@@ -423,6 +430,7 @@ impl Conversation {
                 });
                 let interrupted = reply.heard.is_some();
                 effects.push(self.save(&reply.utterance, text, reply.heard, interrupted));
+                self.turn = TurnState::Saving { request_id: request_id.to_owned() };
             }
             Err(code) => {
                 let error = match code {
@@ -437,13 +445,40 @@ impl Conversation {
                 effects.push(Effect::Send(Outgoing::turn(error, request_id)));
                 if !reply.sent.is_empty() {
                     effects.push(self.save(&reply.utterance, reply.sent, reply.heard, true));
+                    self.turn = TurnState::Saving { request_id: request_id.to_owned() };
                 }
             }
         }
-        effects.push(Effect::Send(Outgoing::turn(
+        if matches!(self.turn, TurnState::Idle) {
+            effects.extend(self.turn_over(request_id));
+        }
+        effects
+    }
+
+    /// An exchange was stored (or could not be): a failure is reported on its turn, and the
+    /// turn that waited for it is over.
+    pub fn saved(&mut self, request_id: &str, stored: bool) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if !stored {
+            let error = ServerEvent::error(
+                ErrorCode::StateUnavailable,
+                "the conversation could not be saved",
+            );
+            effects.push(Effect::Send(Outgoing::turn(error, request_id)));
+        }
+        if matches!(&self.turn, TurnState::Saving { request_id: saving } if saving == request_id) {
+            self.turn = TurnState::Idle;
+            effects.extend(self.turn_over(request_id));
+        }
+        effects
+    }
+
+    /// `IDLE` for the turn, then the next waiting utterance's reply.
+    fn turn_over(&mut self, request_id: &str) -> Vec<Effect> {
+        let mut effects = vec![Effect::Send(Outgoing::turn(
             ServerEvent::state(ConversationState::Idle),
             request_id,
-        )));
+        ))];
         effects.extend(self.start_next_reply());
         effects
     }

@@ -113,9 +113,12 @@ fn a_turn_goes_through_its_states_and_is_saved() {
             "send ai_response Sunlight scatters. Blue most.",
             "stage reply_complete",
             "save \"Sunlight scatters. Blue most.\" interrupted=false",
-            "send conversation.state IDLE",
         ]
     );
+    // IDLE once the exchange is stored, so a client that sees it knows the exchange is kept.
+    assert!(matches!(talk.turn(), TurnState::Saving { .. }));
+    assert!(talk.saved("another turn", true).is_empty());
+    assert_eq!(lines(&talk.saved(&id, true)), ["send conversation.state IDLE"]);
     assert!(matches!(talk.turn(), TurnState::Idle));
     assert_eq!((talk.exchanges(), talk.pauses_ms()), (1, &[300, 450][..]));
 }
@@ -129,16 +132,17 @@ fn a_transcript_during_a_reply_waits_its_turn() {
         ["send stt_result About a dragon.", "stage transcript"],
         "no second reply while one runs"
     );
-    let effects = talk.reply_done(&first, Ok("Once upon a time.".into()));
+    talk.reply_done(&first, Ok("Once upon a time.".into()));
+    let effects = talk.saved(&first, true);
     assert_eq!(
-        lines(&effects)[3..],
+        lines(&effects),
         [
             "send conversation.state IDLE",
             "send conversation.state THINKING",
             "start About a dragon."
         ]
     );
-    let Effect::StartReply { request, .. } = &effects[5] else { unreachable!() };
+    let Effect::StartReply { request, .. } = &effects[2] else { unreachable!() };
     assert_eq!(request.history.len(), 2, "the first exchange is the next reply's history");
 }
 
@@ -220,11 +224,12 @@ fn a_failed_reply_reports_its_error_and_keeps_the_sentences_sent() {
     talk.sentence(&id, "One, two.".into());
     assert_eq!(
         lines(&talk.reply_done(&id, Err(tonic::Code::DeadlineExceeded))),
-        [
-            "send error LLM_TIMEOUT",
-            "save \"One, two.\" interrupted=true",
-            "send conversation.state IDLE"
-        ]
+        ["send error LLM_TIMEOUT", "save \"One, two.\" interrupted=true"]
+    );
+    // The store failed: that is reported on the turn, and the turn is over all the same.
+    assert_eq!(
+        lines(&talk.saved(&id, false)),
+        ["send error STATE_UNAVAILABLE", "send conversation.state IDLE"]
     );
     let id = started(&talk.transcript(2, heard("Again."), None));
     assert_eq!(

@@ -46,10 +46,12 @@ pub enum Job {
 /// The outcome the client must hear about.
 #[derive(Debug)]
 pub enum Done {
-    /// The exchange of this turn was not stored.
-    SaveFailed {
+    /// The exchange of this turn was stored (or not).
+    Saved {
         /// The turn.
         request_id: String,
+        /// Whether the store took it.
+        stored: bool,
     },
     /// A trim was stored (or not).
     Trimmed {
@@ -127,13 +129,11 @@ async fn write<D: Downstream>(
                     pause_profile: (!pauses_ms.is_empty())
                         .then_some(session::PauseProfile { pauses_ms }),
                 };
-                match downstream.append_turns(request).instrument(span).await {
-                    Ok(()) => None,
-                    Err(status) => {
-                        tracing::error!(%status, "could not save the exchange");
-                        Some(Done::SaveFailed { request_id })
-                    }
+                let stored = downstream.append_turns(request).instrument(span).await;
+                if let Err(status) = &stored {
+                    tracing::error!(%status, "could not save the exchange");
                 }
+                Some(Done::Saved { request_id, stored: stored.is_ok() })
             }
             Job::Trim { progress, answer_to } => {
                 let request = session::TrimTurnRequest {
