@@ -309,10 +309,5 @@ impl VoiceSocket {
     }
 }
 
-/// A v4 audio frame, encoded by the protocol crate (whose tests check the documented layout).
-pub fn encode_frame(sequence: u32, thread: uuid::Uuid, pcm: &[u8]) -> Vec<u8> {
-    AudioFrame::encode(sequence, thread, pcm)
-}
-
 /// Lower-case words only, for comparing transcripts.
 pub use blob_kit::sentences::normalise as normalize;

@@ -152,7 +152,7 @@ async fn bad_frames_and_messages_get_error_events_not_disconnects() {
     let cases: [(Vec<u8>, &str); 5] = [
         (vec![0xB1, 0x04, 1], "INVALID_FRAME"),
         (
-            blob_testkit::client::encode_frame(1, thread, &[0; 4])
+            blob_client::protocol::AudioFrame::encode(1, thread, &[0; 4])
                 .into_iter()
                 .enumerate()
                 .map(|(i, b)| if i == 0 { 0xAA } else { b })
@@ -160,15 +160,15 @@ async fn bad_frames_and_messages_get_error_events_not_disconnects() {
             "INVALID_FRAME",
         ),
         (
-            blob_testkit::client::encode_frame(1, thread, &[0; 4])
+            blob_client::protocol::AudioFrame::encode(1, thread, &[0; 4])
                 .into_iter()
                 .enumerate()
                 .map(|(i, b)| if i == 1 { 0x03 } else { b })
                 .collect(),
             "UNSUPPORTED_VERSION",
         ),
-        (blob_testkit::client::encode_frame(1, thread, &[0; 5]), "INVALID_AUDIO"),
-        (blob_testkit::client::encode_frame(1, thread, &vec![0; 40_000]), "FRAME_TOO_LARGE"),
+        (blob_client::protocol::AudioFrame::encode(1, thread, &[0; 5]), "INVALID_AUDIO"),
+        (blob_client::protocol::AudioFrame::encode(1, thread, &vec![0; 40_000]), "FRAME_TOO_LARGE"),
     ];
     for (frame, code) in cases {
         socket.send_binary(frame).await;

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use blob_client::protocol::AudioFrame;
 use blob_proto::session::v1::{GetConversationRequest, GetSessionRequest, SessionState};
 use blob_testkit::audio::{pcm_bytes, read_wav};
-use blob_testkit::client::{Api, VoiceSocket, encode_frame, normalize};
+use blob_testkit::client::{Api, VoiceSocket, normalize};
 use blob_testkit::gemini::Script;
 use blob_testkit::paths::speech_clip;
 use blob_testkit::stack::{Stack, StackOptions};
@@ -332,7 +333,7 @@ async fn legacy_audio_and_frame_sequences_are_accounted() {
     let silence = pcm_bytes(&[0i16; 320]);
     let mut acks = Vec::new();
     for sequence in [0u32, 1, 5, 3, 6] {
-        socket.send_binary(encode_frame(sequence, thread, &silence)).await;
+        socket.send_binary(AudioFrame::encode(sequence, thread, &silence)).await;
         acks.push(socket.wait_for("audio_ack", QUICK).await["payload"].clone());
     }
     assert_eq!(acks[2]["lost_frames"], 3);
