@@ -14,6 +14,8 @@ pub fn user_proto(user: UserRecord) -> pb::User {
         email: user.email,
         display_name: user.display_name,
         role: user.role,
+        locale: user.locale,
+        timezone: user.timezone,
     }
 }
 
@@ -26,6 +28,8 @@ pub fn access_proto(child: ChildRecord, permission: Permission) -> pb::ChildAcce
             child_id: child.child_id,
             name: child.name,
             grade_level: child.grade_level,
+            grade_as_text: child.grade_as_text,
+            current_level: child.current_level,
             created_by: child.created_by,
         }),
         permission: permission.to_proto().into(),

@@ -36,6 +36,12 @@ pub enum HotError {
     /// `FAILED_PRECONDITION`: a newer socket has taken the session over.
     #[error("a newer connection holds the session")]
     Stale,
+    /// `NOT_FOUND`: no such conversation (never existed, expired, or another user's).
+    #[error("conversation not found")]
+    NoConversation,
+    /// `PERMISSION_DENIED`: the conversation is with another child.
+    #[error("the conversation is with another child")]
+    OtherChild,
     /// `UNAVAILABLE`: Redis could not be reached or did not answer in time.
     #[error("redis unavailable: {0}")]
     Unavailable(#[source] redis::RedisError),
@@ -63,6 +69,8 @@ impl From<redis::RedisError> for HotError {
 pub enum OpenOutcome {
     /// No session existed: a new one was made with a new conversation.
     Created,
+    /// No session existed: a new one was made continuing the conversation asked for.
+    Reattached,
     /// The child's active session was returned as it is.
     Discovered,
     /// The child's suspended session was made active again.
@@ -167,12 +175,14 @@ impl HotStore {
         &self.ttl
     }
 
-    /// Create-or-discover the session of `child_id` for `user_id`.
+    /// Create-or-discover the session of `child_id` for `user_id`. A new session continues
+    /// `conversation_id` when given: it must be the same user's and child's, and still kept.
     pub async fn open(
         &self,
         user_id: &str,
         child_id: &str,
         mode: &str,
+        conversation_id: Option<&str>,
     ) -> Result<(OpenOutcome, SessionRecord), HotError> {
         let _timer = self.metrics.time("open");
         let now = Timestamp::now();
@@ -189,22 +199,33 @@ impl HotStore {
             connection_count: 0,
         };
         let fresh_json = to_json(&fresh)?;
-        let (outcome, json): (String, String) = self
+        let reply: Vec<String> = self
             .open
             .key(format!("child_session:{child_id}"))
             .arg(&fresh_json)
             .arg(&fresh.session_id)
             .arg(self.ttl.session.as_secs())
             .arg(now.to_string())
+            .arg(conversation_id.unwrap_or_default())
+            .arg(user_id)
+            .arg(child_id)
+            .arg(self.ttl.conversation.as_secs())
             .invoke_async(&mut self.redis.clone())
             .await?;
+        let (outcome, json) = match reply.as_slice() {
+            [status] if status == "no_conversation" => return Err(HotError::NoConversation),
+            [status] if status == "other_child" => return Err(HotError::OtherChild),
+            [outcome, json] => (outcome, json),
+            other => return Err(HotError::Corrupt(format!("open returned {other:?}"))),
+        };
         let outcome = match outcome.as_str() {
             "created" => OpenOutcome::Created,
+            "reattached" => OpenOutcome::Reattached,
             "discovered" => OpenOutcome::Discovered,
             "resumed" => OpenOutcome::Resumed,
             other => return Err(HotError::Corrupt(format!("open returned {other:?}"))),
         };
-        Ok((outcome, from_json(&json)?))
+        Ok((outcome, from_json(json)?))
     }
 
     /// An active or suspended session.
@@ -371,7 +392,8 @@ impl HotStore {
         Ok(self.redis.clone().del(keys).await?)
     }
 
-    /// The conversation snapshot; a conversation with no turns yet reads as empty.
+    /// The conversation; [`HotError::NoConversation`] when it is not kept (never existed or
+    /// expired), [`HotError::Forbidden`] when it is another user's.
     pub async fn conversation(
         &self,
         conversation_id: &str,
@@ -388,12 +410,7 @@ impl HotStore {
                 }
                 Ok(record)
             }
-            None => Ok(ConversationRecord {
-                conversation_id: conversation_id.to_owned(),
-                owner_user_id: owner_user_id.to_owned(),
-                turns: Vec::new(),
-                pauses_ms: Vec::new(),
-            }),
+            None => Err(HotError::NoConversation),
         }
     }
 

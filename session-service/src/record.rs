@@ -45,6 +45,18 @@ pub struct ConversationRecord {
     /// The parent who owns it; only they may read it.
     #[serde(rename = "_owner_user_id")]
     pub owner_user_id: String,
+    /// The child it is with (empty in conversations stored before it was kept).
+    #[serde(default)]
+    pub child_id: String,
+    /// The latest session that carried it.
+    #[serde(default)]
+    pub session_id: String,
+    /// When its first session opened it.
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
+    /// The latest exchange, or the latest session to take it up.
+    #[serde(default)]
+    pub last_activity_at: Option<Timestamp>,
     /// Oldest first.
     #[serde(default, deserialize_with = "list_or_empty_object")]
     pub turns: Vec<TurnRecord>,
@@ -56,6 +68,22 @@ pub struct ConversationRecord {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub pauses_ms: Vec<u32>,
+}
+
+impl ConversationRecord {
+    /// A conversation with nothing said yet.
+    pub fn empty(conversation_id: &str, owner_user_id: &str) -> Self {
+        Self {
+            conversation_id: conversation_id.to_owned(),
+            owner_user_id: owner_user_id.to_owned(),
+            child_id: String::new(),
+            session_id: String::new(),
+            created_at: None,
+            last_activity_at: None,
+            turns: Vec::new(),
+            pauses_ms: Vec::new(),
+        }
+    }
 }
 
 /// One exchange of a conversation: the child's words and Blob's answer.

@@ -83,8 +83,12 @@ impl Service {
     }
 
     async fn child(&self, user_id: &str, name: &str) -> String {
-        let request =
-            pb::CreateChildRequest { user_id: user_id.into(), name: name.into(), grade_level: 1 };
+        let request = pb::CreateChildRequest {
+            user_id: user_id.into(),
+            name: name.into(),
+            grade_level: 1,
+            ..Default::default()
+        };
         let access = self.client().families.create_child(request).await.unwrap().into_inner();
         access.child.unwrap().child_id
     }
@@ -98,6 +102,7 @@ impl Service {
             user_id: user_id.into(),
             child_id: child_id.into(),
             mode: String::new(),
+            conversation_id: String::new(),
         };
         self.client().sessions.open_session(request).await.map(|r| r.into_inner())
     }
@@ -334,6 +339,75 @@ async fn reconnecting_reloads_the_conversation() {
     assert_eq!(texts, ["my cat is Tom", "he is orange"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_sessions_conversation_is_reattached_only_by_its_family_and_child() {
+    let service = Service::start().await;
+    for user in ["parent", "other"] {
+        service.user(user).await;
+    }
+    let child = service.child("parent", "Zoe").await;
+    let sibling = service.child("parent", "Max").await;
+    let strangers = service.child("other", "Kim").await;
+    let first = service.open("parent", &child).await.unwrap().session.unwrap();
+    service.append("parent", &first.session_id, "my cat is Tom").await.unwrap();
+    let reattach = |user_id: &str, child_id: &str, conversation_id: &str| pb::OpenSessionRequest {
+        user_id: user_id.into(),
+        child_id: child_id.into(),
+        mode: String::new(),
+        conversation_id: conversation_id.into(),
+    };
+    let mut client = service.client();
+
+    // While the session lives, it is answered with its own conversation.
+    let other = service.open("parent", &sibling).await.unwrap().session.unwrap();
+    let live = client
+        .sessions
+        .open_session(reattach("parent", &child, &first.conversation_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(live.outcome, pb::OpenOutcome::Discovered as i32);
+    assert_eq!(live.session.unwrap().session_id, first.session_id);
+
+    let end =
+        pb::SessionRef { session_id: first.session_id.clone(), user_id: "parent".into(), epoch: 0 };
+    client.sessions.end_session(end).await.unwrap();
+    for (request, code) in [
+        (reattach("parent", &sibling, &first.conversation_id), Code::PermissionDenied),
+        (reattach("other", &strangers, &first.conversation_id), Code::NotFound),
+        (reattach("parent", &child, &other.conversation_id), Code::PermissionDenied),
+        (reattach("parent", &child, "no-such-conversation"), Code::NotFound),
+        (reattach("parent", &child, "a/b"), Code::InvalidArgument),
+    ] {
+        let err = client.sessions.open_session(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+    }
+
+    let back =
+        client.sessions.open_session(reattach("parent", &child, &first.conversation_id)).await;
+    let back = back.unwrap().into_inner();
+    assert_eq!(back.outcome, pb::OpenOutcome::Reattached as i32);
+    let session = back.session.unwrap();
+    assert_ne!(session.session_id, first.session_id);
+    assert_eq!(session.conversation_id, first.conversation_id);
+    let attached = service.attach("parent", &session.session_id).await.unwrap();
+    assert!(attached.resumed, "the earlier exchange makes it a continuation");
+    assert_eq!(attached.turns.len(), 1);
+    service.append("parent", &session.session_id, "he is orange").await.unwrap();
+    let request = pb::GetConversationRequest {
+        conversation_id: first.conversation_id.clone(),
+        user_id: "parent".into(),
+    };
+    let conversation = client.sessions.get_conversation(request).await.unwrap().into_inner();
+    assert_eq!(conversation.turns.len(), 2);
+    assert_eq!((conversation.session_id, conversation.child_id), (session.session_id, child));
+    assert_eq!(conversation.status, "active");
+    assert!(
+        conversation.created_at_ms > 0
+            && conversation.last_activity_at_ms >= conversation.created_at_ms
+    );
+}
+
 /// Seed bug: permissions were read from the token's claims, so a revoked parent kept access.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_link_stops_access_at_once() {
@@ -414,7 +488,7 @@ async fn permissions_rank_manage_over_interact_over_view() {
         user_id: user_id.into(),
         child_id: child.clone(),
         name: Some("Kitty".into()),
-        grade_level: None,
+        ..Default::default()
     };
     assert_eq!(
         client.families.update_child(rename("talker")).await.unwrap_err().code(),
@@ -502,7 +576,12 @@ async fn erasing_a_child_removes_hot_and_cold_state_with_a_receipt() {
         Code::NotFound
     );
     for conversation in [&first.conversation_id, &second.conversation_id] {
-        assert!(service.turns("mum", conversation).await.is_empty(), "no turn is left");
+        let request = pb::GetConversationRequest {
+            conversation_id: conversation.clone(),
+            user_id: "mum".into(),
+        };
+        let gone = service.client().sessions.get_conversation(request).await.unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound, "no turn is left");
     }
     let cold = service.cold().await;
     assert!(cold.list_progress(&child).await.unwrap().is_empty());

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{
     ArchivedSession, ChildRecord, ColdError, ColdStore, ErasureCounts, FamilyLink, Lesson,
-    LessonFilter, LessonStep, Permission, ProgressUpdate,
+    LessonFilter, LessonStep, Permission, ProfileChange, ProgressUpdate,
 };
 use crate::record::SessionRecord;
 use crate::timestamp::Timestamp;
@@ -78,6 +78,8 @@ fn child(id: &str, name: &str) -> ChildRecord {
         child_id: id.to_owned(),
         name: name.to_owned(),
         grade_level: 1,
+        grade_as_text: false,
+        current_level: "beginner".to_owned(),
         created_by: "parent-a".to_owned(),
         created_at: now,
         updated_at: now,
@@ -176,17 +178,40 @@ async fn users_are_created_once_and_refreshed(store: Store) {
 
 async fn user_updates_need_the_user(store: Store) {
     assert!(matches!(store.update_last_login("ghost").await, Err(ColdError::NotFound(_))));
-    assert!(matches!(store.set_display_name("ghost", "G").await, Err(ColdError::NotFound(_))));
+    let rename = |name: &str| ProfileChange {
+        display_name: Some(name.to_owned()),
+        ..ProfileChange::default()
+    };
+    assert!(matches!(
+        store.update_profile("ghost", &rename("G")).await,
+        Err(ColdError::NotFound(_))
+    ));
     assert_eq!(store.get_user("ghost").await.unwrap(), None, "no user is created by an update");
     let user = store.upsert_user("u2", "b@example.com", "Bo").await.unwrap();
     tick().await;
     let later = store.update_last_login("u2").await.unwrap();
     assert!(later.last_login_at > user.last_login_at);
-    let renamed = store.set_display_name("u2", "Bobby").await.unwrap();
+    let renamed = store.update_profile("u2", &rename("Bobby")).await.unwrap();
     assert_eq!(renamed.display_name, "Bobby");
     let stored = store.get_user("u2").await.unwrap().unwrap();
     assert_eq!((stored.display_name.as_str(), stored.email.as_str()), ("Bobby", "b@example.com"));
     assert_eq!(stored.last_login_at, later.last_login_at);
+    let placed = ProfileChange {
+        locale: Some("en-IN".to_owned()),
+        timezone: Some("Asia/Kolkata".to_owned()),
+        ..ProfileChange::default()
+    };
+    store.update_profile("u2", &placed).await.unwrap();
+    let stored = store.get_user("u2").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.display_name.as_str(), stored.locale.as_str(), stored.timezone.as_str()),
+        ("Bobby", "en-IN", "Asia/Kolkata"),
+        "only the fields given change"
+    );
+    let cleared = ProfileChange { locale: Some(String::new()), ..ProfileChange::default() };
+    let stored = store.update_profile("u2", &cleared).await.unwrap();
+    assert_eq!((stored.locale.as_str(), stored.timezone.as_str()), ("", "Asia/Kolkata"));
+    assert_eq!(store.get_user("u2").await.unwrap(), Some(stored));
 }
 
 fn assert_utc(value: &Timestamp) {
@@ -224,6 +249,8 @@ async fn put_child_needs_the_child(store: Store) {
     let mut changed = store.get_child("c9").await.unwrap().unwrap();
     changed.name = "Nora".to_owned();
     changed.grade_level = 2;
+    changed.grade_as_text = true;
+    changed.current_level = "intermediate".to_owned();
     store.put_child(&changed).await.unwrap();
     assert_eq!(store.get_child("c9").await.unwrap(), Some(changed));
 }

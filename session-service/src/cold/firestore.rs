@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ArchivedSession, ChildRecord, ColdError, ColdStore, ErasureCounts, FamilyLink, Lesson,
-    LessonFilter, LessonProgress, ProgressUpdate, UserRecord, check_id, new_user, refresh_user,
-    sort_archived, sort_links, sort_progress,
+    LessonFilter, LessonProgress, ProfileChange, ProgressUpdate, UserRecord, check_id, new_user,
+    refresh_user, sort_archived, sort_links, sort_progress,
 };
 use crate::timestamp::Timestamp;
 
@@ -119,7 +119,7 @@ impl FirestoreColdStore {
     async fn update_user(
         &self,
         user_id: &str,
-        field: &str,
+        fields: &[&str],
         change: impl FnOnce(&mut UserRecord) + Send,
     ) -> Result<UserRecord, ColdError> {
         check_id("user_id", user_id)?;
@@ -131,7 +131,7 @@ impl FirestoreColdStore {
         self.db
             .fluent()
             .update()
-            .fields([field])
+            .fields(fields.iter().copied())
             .in_col(USERS)
             .precondition(FirestoreWritePrecondition::Exists(true))
             .document_id(user_id)
@@ -232,19 +232,16 @@ impl ColdStore for FirestoreColdStore {
     }
 
     async fn update_last_login(&self, user_id: &str) -> Result<UserRecord, ColdError> {
-        self.update_user(user_id, "last_login_at", |user| user.last_login_at = Timestamp::now())
+        self.update_user(user_id, &["last_login_at"], |user| user.last_login_at = Timestamp::now())
             .await
     }
 
-    async fn set_display_name(
+    async fn update_profile(
         &self,
         user_id: &str,
-        display_name: &str,
+        change: &ProfileChange,
     ) -> Result<UserRecord, ColdError> {
-        self.update_user(user_id, "display_name", |user| {
-            user.display_name = display_name.to_owned()
-        })
-        .await
+        self.update_user(user_id, &change.fields(), |user| change.apply(user)).await
     }
 
     async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError> {

@@ -8,8 +8,8 @@ use tokio::sync::RwLock;
 
 use super::{
     ArchivedSession, ChildRecord, ColdError, ColdStore, ErasureCounts, FamilyLink, Lesson,
-    LessonFilter, LessonProgress, ProgressUpdate, UserRecord, check_id, new_user, refresh_user,
-    sort_archived, sort_links, sort_progress,
+    LessonFilter, LessonProgress, ProfileChange, ProgressUpdate, UserRecord, check_id, new_user,
+    refresh_user, sort_archived, sort_links, sort_progress,
 };
 use crate::timestamp::Timestamp;
 
@@ -78,16 +78,16 @@ impl ColdStore for MemoryColdStore {
         Ok(user.clone())
     }
 
-    async fn set_display_name(
+    async fn update_profile(
         &self,
         user_id: &str,
-        display_name: &str,
+        change: &ProfileChange,
     ) -> Result<UserRecord, ColdError> {
         check_id("user_id", user_id)?;
         let mut memory = self.inner.write().await;
         let user =
             memory.users.get_mut(user_id).ok_or_else(|| ColdError::NotFound(user_id.into()))?;
-        user.display_name = display_name.to_owned();
+        change.apply(user);
         Ok(user.clone())
     }
 

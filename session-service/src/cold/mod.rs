@@ -49,6 +49,50 @@ pub struct UserRecord {
     pub created_at: Timestamp,
     /// The latest sign-in.
     pub last_login_at: Timestamp,
+    /// A BCP 47 language tag set by the parent, or empty.
+    #[serde(default)]
+    pub locale: String,
+    /// An IANA time zone set by the parent, or empty.
+    #[serde(default)]
+    pub timezone: String,
+}
+
+/// A change to a user's own profile: the fields given are set, the others kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChange {
+    /// The new display name.
+    pub display_name: Option<String>,
+    /// The new locale.
+    pub locale: Option<String>,
+    /// The new time zone.
+    pub timezone: Option<String>,
+}
+
+impl ProfileChange {
+    /// The stored fields this change writes.
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("display_name", self.display_name.is_some()),
+            ("locale", self.locale.is_some()),
+            ("timezone", self.timezone.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect()
+    }
+
+    /// Applies the change to a user.
+    pub fn apply(&self, user: &mut UserRecord) {
+        if let Some(display_name) = &self.display_name {
+            user.display_name.clone_from(display_name);
+        }
+        if let Some(locale) = &self.locale {
+            user.locale.clone_from(locale);
+        }
+        if let Some(timezone) = &self.timezone {
+            user.timezone.clone_from(timezone);
+        }
+    }
 }
 
 /// What a user may do for a child, weakest first, so `>=` compares strength.
@@ -109,6 +153,12 @@ pub struct ChildRecord {
     pub name: String,
     /// School grade, 0 = kindergarten, -1 = pre-kindergarten.
     pub grade_level: i32,
+    /// The app gave the grade as its name (`pre_k`, `grade_3`), so it is answered as a name.
+    #[serde(default)]
+    pub grade_as_text: bool,
+    /// Where the child stands, as the app names it (`beginner` unless set).
+    #[serde(default = "default_level")]
+    pub current_level: String,
     /// The user who created the profile.
     pub created_by: String,
     /// When the profile was created.
@@ -118,6 +168,10 @@ pub struct ChildRecord {
     /// Set when the profile was deleted (soft): the child is then invisible to every call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<Timestamp>,
+}
+
+fn default_level() -> String {
+    blob_kit::validate::DEFAULT_LEVEL.to_owned()
 }
 
 /// Where a child stands in a lesson: `lesson_progress/{child_id}_{lesson_id}`.
@@ -351,11 +405,11 @@ pub trait ColdStore: Send + Sync + 'static {
     /// Records a sign-in now. [`ColdError::NotFound`] for an unknown user.
     async fn update_last_login(&self, user_id: &str) -> Result<UserRecord, ColdError>;
 
-    /// Changes the display name. [`ColdError::NotFound`] for an unknown user.
-    async fn set_display_name(
+    /// Changes the user's own profile fields. [`ColdError::NotFound`] for an unknown user.
+    async fn update_profile(
         &self,
         user_id: &str,
-        display_name: &str,
+        change: &ProfileChange,
     ) -> Result<UserRecord, ColdError>;
 
     /// The user's family links, oldest first (ties by child id).
@@ -468,6 +522,8 @@ pub(crate) fn new_user(
         role: "parent".to_owned(),
         created_at: now,
         last_login_at: now,
+        locale: String::new(),
+        timezone: String::new(),
     }
 }
 
@@ -480,4 +536,26 @@ pub(crate) fn refresh_user(user: &mut UserRecord, email: &str, display_name: &st
         user.display_name = display_name.to_owned();
     }
     user.last_login_at = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_written_before_the_profile_fields_still_read() {
+        let user: UserRecord = serde_json::from_str(
+            r#"{"uid":"u","email":"a@b.c","display_name":"A","role":"parent",
+                "created_at":"2026-01-01T00:00:00.000Z","last_login_at":"2026-01-01T00:00:00.000Z"}"#,
+        )
+        .unwrap();
+        assert_eq!((user.locale.as_str(), user.timezone.as_str()), ("", ""));
+        let child: ChildRecord = serde_json::from_str(
+            r#"{"child_id":"c","name":"Mia","grade_level":-1,"created_by":"u",
+                "created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z"}"#,
+        )
+        .unwrap();
+        assert!(!child.grade_as_text);
+        assert_eq!(child.current_level, "beginner");
+    }
 }

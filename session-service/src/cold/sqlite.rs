@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ArchivedSession, ChildRecord, ColdError, ColdStore, ErasureCounts, FamilyLink, Lesson,
-    LessonFilter, LessonProgress, ProgressUpdate, UserRecord, check_id, new_user, refresh_user,
+    LessonFilter, LessonProgress, ProfileChange, ProgressUpdate, UserRecord, check_id, new_user,
+    refresh_user,
 };
 use crate::timestamp::Timestamp;
 
@@ -267,13 +268,13 @@ impl ColdStore for SqliteColdStore {
         self.update_user(user_id, |user| user.last_login_at = Timestamp::now()).await
     }
 
-    async fn set_display_name(
+    async fn update_profile(
         &self,
         user_id: &str,
-        display_name: &str,
+        change: &ProfileChange,
     ) -> Result<UserRecord, ColdError> {
-        let display_name = display_name.to_owned();
-        self.update_user(user_id, move |user| user.display_name = display_name).await
+        let change = change.clone();
+        self.update_user(user_id, move |user| change.apply(user)).await
     }
 
     async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError> {

@@ -26,8 +26,16 @@ if conv_raw then
     return {'forbidden'}
   end
 else
-  conv = {conversation_id = s.conversation_id, _owner_user_id = s.user_id, turns = {}}
+  conv = {
+    conversation_id = s.conversation_id,
+    _owner_user_id = s.user_id,
+    child_id = s.child_id,
+    created_at = s.created_at,
+    turns = {},
+  }
 end
+conv.session_id = s.session_id
+conv.last_activity_at = ARGV[3]
 if type(conv.turns) ~= 'table' then
   conv.turns = {}
 end

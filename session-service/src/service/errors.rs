@@ -31,6 +31,10 @@ impl From<HotError> for Status {
             HotError::Stale => {
                 ErrorKind::FailedPrecondition.status("a newer connection holds this session")
             }
+            HotError::NoConversation => ErrorKind::NotFound.status("conversation not found"),
+            HotError::OtherChild => {
+                ErrorKind::PermissionDenied.status("the conversation is with another child")
+            }
             HotError::Unavailable(err) => {
                 tracing::error!(error = %err, "redis unavailable");
                 dependency_unavailable("redis", "session store unavailable")

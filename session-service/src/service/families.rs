@@ -8,7 +8,7 @@ use blob_proto::session::v1::families_server::Families;
 use tonic::{Request, Response, Status};
 
 use super::{Core, invalid, required};
-use crate::cold::{ChildRecord, ColdError, FamilyLink, Permission};
+use crate::cold::{ChildRecord, ColdError, FamilyLink, Permission, ProfileChange};
 use crate::convert::{access_proto, link_proto, user_proto};
 use crate::timestamp::Timestamp;
 
@@ -48,17 +48,29 @@ impl Families for FamiliesService {
     ) -> Result<Response<pb::User>, Status> {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
-        let user = match req.display_name {
-            Some(name) => {
-                let name = validate::display_name(&name).map_err(invalid)?;
-                self.0.cold.set_display_name(&req.user_id, name).await
-            }
-            None => self
-                .0
+        let change = ProfileChange {
+            display_name: req
+                .display_name
+                .as_deref()
+                .map(|name| validate::display_name(name).map(str::to_owned))
+                .transpose()
+                .map_err(invalid)?,
+            locale: req.locale.as_deref().map(validate::locale).transpose().map_err(invalid)?,
+            timezone: req
+                .timezone
+                .as_deref()
+                .map(|zone| validate::timezone(zone).map(str::to_owned))
+                .transpose()
+                .map_err(invalid)?,
+        };
+        let user = if change == ProfileChange::default() {
+            self.0
                 .cold
                 .get_user(&req.user_id)
                 .await
-                .and_then(|u| u.ok_or_else(|| ColdError::NotFound(req.user_id.clone()))),
+                .and_then(|u| u.ok_or_else(|| ColdError::NotFound(req.user_id.clone())))
+        } else {
+            self.0.cold.update_profile(&req.user_id, &change).await
         };
         let user = user.map_err(|e| match e {
             ColdError::NotFound(_) => ErrorKind::NotFound.status("user not found"),
@@ -98,11 +110,17 @@ impl Families for FamiliesService {
         required(&req.user_id, "user_id")?;
         let name = validate::child_name(&req.name).map_err(invalid)?;
         let grade_level = validate::grade_level(req.grade_level).map_err(invalid)?;
+        let current_level = match req.current_level.as_str() {
+            "" => validate::DEFAULT_LEVEL,
+            level => validate::current_level(level).map_err(invalid)?,
+        };
         let now = Timestamp::now();
         let child = ChildRecord {
             child_id: uuid::Uuid::new_v4().to_string(),
             name: name.to_owned(),
             grade_level,
+            grade_as_text: req.grade_as_text,
+            current_level: current_level.to_owned(),
             created_by: req.user_id.clone(),
             created_at: now,
             updated_at: now,
@@ -145,6 +163,10 @@ impl Families for FamiliesService {
         }
         if let Some(grade_level) = req.grade_level {
             child.grade_level = validate::grade_level(grade_level).map_err(invalid)?;
+            child.grade_as_text = req.grade_as_text;
+        }
+        if let Some(level) = &req.current_level {
+            child.current_level = validate::current_level(level).map_err(invalid)?.to_owned();
         }
         child.updated_at = Timestamp::now();
         self.0.cold.put_child(&child).await.map_err(|e| match e {

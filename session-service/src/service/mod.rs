@@ -152,7 +152,7 @@ impl Core {
         let turn_count = match self.hot.conversation(&record.conversation_id, &record.user_id).await
         {
             Ok(conversation) => conversation.turns.len() as u32,
-            Err(HotError::NotFound) => 0,
+            Err(HotError::NoConversation) => 0,
             Err(other) => return Err(other.into()),
         };
         let mut archived = record.clone();

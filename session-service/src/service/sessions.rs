@@ -12,7 +12,8 @@ use tonic::{Request, Response, Status};
 use super::{Caller, Core, required};
 use crate::cold::Permission;
 use crate::hot::{EventRecord, HotError, OpenOutcome, Transition};
-use crate::record::TurnRecord;
+use crate::record::{ConversationRecord, TurnRecord};
+use crate::timestamp::Timestamp;
 
 /// Most turns appended in one call.
 const MAX_TURNS_PER_APPEND: usize = 16;
@@ -55,10 +56,16 @@ impl Sessions for SessionsService {
         let req = request.into_inner();
         self.0.require_permission(&req.user_id, &req.child_id, Permission::Interact).await?;
         let mode = if req.mode.is_empty() { "companion" } else { req.mode.as_str() };
-        let (outcome, record) = self.0.hot.open(&req.user_id, &req.child_id, mode).await?;
+        let reattach = (!req.conversation_id.is_empty()).then_some(req.conversation_id.as_str());
+        if let Some(id) = reattach {
+            crate::cold::check_id("conversation_id", id)?;
+        }
+        let (outcome, record) =
+            self.0.hot.open(&req.user_id, &req.child_id, mode, reattach).await?;
         tracing::info!(session_id = %record.session_id, ?outcome, "session opened");
         let (label, outcome) = match outcome {
             OpenOutcome::Created => ("created", pb::OpenOutcome::Created),
+            OpenOutcome::Reattached => ("reattached", pb::OpenOutcome::Reattached),
             OpenOutcome::Discovered => ("discovered", pb::OpenOutcome::Discovered),
             OpenOutcome::Resumed => ("resumed", pb::OpenOutcome::Resumed),
         };
@@ -105,7 +112,13 @@ impl Sessions for SessionsService {
         let hot = &self.0.hot;
         let (was_suspended, record) =
             hot.transition(&req.session_id, &req.user_id, Transition::Attach, 0).await?;
-        let conversation = hot.conversation(&record.conversation_id, &record.user_id).await?;
+        let conversation = match hot.conversation(&record.conversation_id, &record.user_id).await {
+            // Nothing said yet, or the words have expired: the talk starts afresh.
+            Err(HotError::NoConversation) => {
+                ConversationRecord::empty(&record.conversation_id, &record.user_id)
+            }
+            other => other?,
+        };
         let (last_event_seq, replay) =
             hot.events_after(&req.session_id, req.replay_after_seq).await?;
         let resumed =
@@ -222,18 +235,33 @@ impl Sessions for SessionsService {
         let req = request.into_inner();
         required(&req.conversation_id, "conversation_id")?;
         required(&req.user_id, "user_id")?;
-        let record =
-            self.0.hot.conversation(&req.conversation_id, &req.user_id).await.map_err(|err| {
-                match err {
-                    // Someone else's conversation is reported like a missing one.
-                    HotError::Forbidden => ErrorKind::NotFound.status("conversation not found"),
-                    other => other.into(),
-                }
-            })?;
+        let hot = &self.0.hot;
+        let record = hot.conversation(&req.conversation_id, &req.user_id).await.map_err(|err| {
+            match err {
+                // Someone else's conversation is reported like a missing one.
+                HotError::Forbidden => HotError::NoConversation.into(),
+                other => Status::from(other),
+            }
+        })?;
+        let status = match hot.get(&record.session_id).await {
+            Ok(session) if session.conversation_id == record.conversation_id => {
+                if session.state == "suspended" { "suspended" } else { "active" }
+            }
+            Ok(_) | Err(HotError::NotFound) => "idle",
+            Err(other) => return Err(other.into()),
+        };
+        let created_at = record.created_at.or(record.turns.first().map(|t| t.timestamp));
+        let last_activity_at =
+            record.last_activity_at.or(record.turns.last().map(|t| t.timestamp)).or(created_at);
         Ok(Response::new(pb::Conversation {
+            turns: record.turns.iter().map(TurnRecord::to_proto).collect(),
             conversation_id: record.conversation_id,
             owner_user_id: record.owner_user_id,
-            turns: record.turns.iter().map(TurnRecord::to_proto).collect(),
+            child_id: record.child_id,
+            session_id: record.session_id,
+            created_at_ms: created_at.map(Timestamp::unix_ms).unwrap_or_default(),
+            last_activity_at_ms: last_activity_at.map(Timestamp::unix_ms).unwrap_or_default(),
+            status: status.to_owned(),
         }))
     }
 
