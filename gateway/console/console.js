@@ -76,7 +76,7 @@ $("add-form").addEventListener("submit", async (event) => {
   try {
     const child = await api("POST", "/api/v1/children", {
       name: $("child-name").value.trim(),
-      grade_level: Number($("child-grade").value),
+      grade_level: $("child-grade").value,
     });
     $("child-name").value = "";
     await loadChildren(child.child_id);

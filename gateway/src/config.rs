@@ -97,7 +97,8 @@ pub struct WsSettings {
     pub max_messages_per_second: u32,
     /// `WS_OUTBOUND_QUEUE` (default 256): messages buffered towards a slow client.
     pub outbound_queue: usize,
-    /// `LEGACY_BINARY_SUPPORT` (default false): binary messages without the v4 header are PCM.
+    /// `LEGACY_BINARY_SUPPORT` (default true, as in the proof of concept): binary messages
+    /// without the v4 header are PCM.
     pub legacy_binary: bool,
 }
 
@@ -108,7 +109,7 @@ impl Default for WsSettings {
             max_missed_pongs: 2,
             max_messages_per_second: 25,
             outbound_queue: 256,
-            legacy_binary: false,
+            legacy_binary: true,
         }
     }
 }

@@ -42,8 +42,13 @@ pub struct Child {
     pub child_id: String,
     /// Name.
     pub name: String,
-    /// School grade (0 = kindergarten).
-    pub grade_level: i32,
+    /// School grade as a number, whatever form the app gave it in (-1 = preschool,
+    /// 0 = kindergarten).
+    pub grade: i32,
+    /// Its name: `pre_k`, `kindergarten`, `grade_1` … `grade_12`.
+    pub grade_name: String,
+    /// Where the child stands (`beginner` unless set).
+    pub current_level: String,
     /// `view`, `interact` or `manage` (absent on a freshly created child: `manage`).
     #[serde(default)]
     pub permission: Option<String>,

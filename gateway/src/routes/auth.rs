@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{auth_error, permission_name};
+use super::auth_error;
+use super::views::{ChildView, UserProfile};
 use crate::auth::backend::ChildClaim;
 use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode};
 use crate::state::AppState;
@@ -29,32 +30,6 @@ pub struct TokenExchangeRequest {
     pub firebase_token: String,
 }
 
-/// The user in the response.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UserView {
-    /// Firebase uid.
-    pub uid: String,
-    /// Email.
-    pub email: String,
-    /// Display name.
-    pub display_name: String,
-    /// `parent`.
-    pub role: String,
-}
-
-/// A child the user may see, with the user's permission.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ChildSummary {
-    /// The child's id.
-    pub child_id: String,
-    /// Name.
-    pub name: String,
-    /// School grade (0 = kindergarten).
-    pub grade_level: i32,
-    /// `view`, `interact` or `manage`.
-    pub permission: &'static str,
-}
-
 /// The response data.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenExchangeResponse {
@@ -63,9 +38,9 @@ pub struct TokenExchangeResponse {
     /// Its lifetime in seconds.
     pub expires_in: u64,
     /// The signed-in user.
-    pub user: UserView,
-    /// The user's children.
-    pub children: Vec<ChildSummary>,
+    pub user: UserProfile,
+    /// The user's children, oldest link first.
+    pub children: Vec<ChildView>,
 }
 
 /// Verifies the Firebase token, gets or creates the user, and issues the backend token.
@@ -168,7 +143,8 @@ async fn exchange(
         .await?
         .into_inner()
         .children;
-    let children: Vec<ChildSummary> = children.into_iter().filter_map(child_summary).collect();
+    let children: Vec<ChildView> =
+        children.into_iter().filter_map(ChildView::from_access).collect();
     let token = state.tokens.issue_access(&user.user_id, &user.email, child_claims(&children));
     tracing::info!(children = children.len(), "token exchanged");
     Ok(ApiOk(
@@ -176,26 +152,10 @@ async fn exchange(
         TokenExchangeResponse {
             token,
             expires_in: state.tokens.ttl().as_secs(),
-            user: UserView {
-                uid: user.user_id,
-                email: user.email,
-                display_name: user.display_name,
-                role: user.role,
-            },
+            user: user.into(),
             children,
         },
     ))
-}
-
-/// The summary of a child access, when it names a child.
-pub fn child_summary(access: pb::ChildAccess) -> Option<ChildSummary> {
-    let child = access.child?;
-    Some(ChildSummary {
-        child_id: child.child_id,
-        name: child.name,
-        grade_level: child.grade_level,
-        permission: permission_name(access.permission),
-    })
 }
 
 /// `POST /api/v1/auth/refresh` response data.
@@ -245,14 +205,15 @@ pub async fn refresh(
         .await?
         .into_inner()
         .children;
-    let children: Vec<ChildSummary> = children.into_iter().filter_map(child_summary).collect();
+    let children: Vec<ChildView> =
+        children.into_iter().filter_map(ChildView::from_access).collect();
     let token = state.tokens.issue_access(&user.user_id, &user.email, child_claims(&children));
     Ok(ApiOk(StatusCode::OK, RefreshResponse { token, expires_in: state.tokens.ttl().as_secs() }))
 }
 
 /// The children as token claims: informational for the app only; every request is authorised
 /// against the stored family links, never against these.
-fn child_claims(children: &[ChildSummary]) -> Vec<ChildClaim> {
+fn child_claims(children: &[ChildView]) -> Vec<ChildClaim> {
     children
         .iter()
         .map(|c| ChildClaim { child_id: c.child_id.clone(), permission: c.permission.to_owned() })

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::{ActiveSessionView, ChildView, ProgressView};
+use super::views::{ActiveSessionView, ChildView, GradeLevel, ProgressSummary, ProgressView};
 use super::{AuthUser, child_ref};
 use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode, rfc3339_ms};
 use crate::state::AppState;
@@ -31,8 +31,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct CreateChildRequest {
     /// First name or nickname (1-64 characters).
     pub name: String,
-    /// School grade: -1 = preschool, 0 = kindergarten, up to 12.
-    pub grade_level: i32,
+    /// School grade: a name (`pre_k`, `kindergarten`, `grade_1` … `grade_12`) or a number
+    /// (-1 = preschool, 0 = kindergarten, up to 12). Answered in the form given.
+    pub grade_level: GradeLevel,
+    /// Where the child stands: 1-32 lowercase letters, digits or underscores (`beginner` when
+    /// left out).
+    #[serde(default)]
+    pub current_level: Option<String>,
 }
 
 /// `PATCH /api/v1/children/{id}` body: the fields to change.
@@ -42,19 +47,23 @@ pub struct UpdateChildRequest {
     /// New name (1-64 characters).
     #[serde(default)]
     pub name: Option<String>,
-    /// New school grade (-1 to 12).
+    /// New school grade, a name or a number as for creation.
     #[serde(default)]
-    pub grade_level: Option<i32>,
+    pub grade_level: Option<GradeLevel>,
+    /// New level.
+    #[serde(default)]
+    pub current_level: Option<String>,
 }
 
-/// One child with their latest progress and current session.
+/// One child with their lessons at a glance and current session.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChildDetail {
     /// The child.
-    #[serde(flatten)]
     pub child: ChildView,
-    /// The most recently updated lesson progress, if any.
-    pub latest_progress: Option<ProgressView>,
+    /// The child's lessons at a glance.
+    pub latest_progress: ProgressSummary,
+    /// The most recently updated lesson's own progress, if any.
+    pub latest_lesson: Option<ProgressView>,
     /// The child's active, paused or suspended session, if any.
     pub active_session: Option<ActiveSessionView>,
 }
@@ -113,14 +122,23 @@ pub async fn create_child(
     ApiJson(body): ApiJson<CreateChildRequest>,
 ) -> Result<ApiOk<ChildView>, ApiError> {
     let name = validate::child_name(&body.name).map_err(ApiError::invalid)?;
-    validate::grade_level(body.grade_level).map_err(ApiError::invalid)?;
+    let (grade_level, grade_as_text) = body.grade_level.resolve().map_err(ApiError::invalid)?;
+    let current_level = body
+        .current_level
+        .as_deref()
+        .map(validate::current_level)
+        .transpose()
+        .map_err(ApiError::invalid)?
+        .unwrap_or(validate::DEFAULT_LEVEL);
     let access = state
         .families
         .clone()
         .create_child(state.request(pb::CreateChildRequest {
             user_id: user.sub.clone(),
             name: name.to_owned(),
-            grade_level: body.grade_level,
+            grade_level,
+            grade_as_text,
+            current_level: current_level.to_owned(),
         }))
         .await?
         .into_inner();
@@ -188,24 +206,25 @@ pub async fn get_child(
         progress_client.list_progress(state.request(child_ref(&user, &child_id))),
         session_client.get_child_session(state.request(child_ref(&user, &child_id))),
     );
-    let latest_progress = progress?.into_inner().progress.into_iter().next().map(Into::into);
+    let progress = progress?.into_inner().progress;
     let active_session = session?.into_inner().session.map(Into::into);
     Ok(ApiOk(
         StatusCode::OK,
         ChildDetail {
             child: ChildView::from_access(access).ok_or_else(internal)?,
-            latest_progress,
+            latest_progress: ProgressSummary::of(&progress),
+            latest_lesson: progress.into_iter().max_by_key(|p| p.updated_at_ms).map(Into::into),
             active_session,
         },
     ))
 }
 
-/// Changes a child's name or grade (manage access).
+/// Changes a child's name, grade or level (manage access).
 #[utoipa::path(
     patch,
     path = "/api/v1/children/{child_id}",
     tag = "children",
-    summary = "Change a child's name or grade (manage)",
+    summary = "Change a child's name, grade or level (manage)",
     params(
         ("child_id" = String, Path, description = "The child's id")
     ),
@@ -226,8 +245,8 @@ pub async fn update_child(
     Path(child_id): Path<String>,
     ApiJson(body): ApiJson<UpdateChildRequest>,
 ) -> Result<ApiOk<ChildView>, ApiError> {
-    if body.name.is_none() && body.grade_level.is_none() {
-        return Err(ApiError::validation("body", "give name, grade_level or both"));
+    if body.name.is_none() && body.grade_level.is_none() && body.current_level.is_none() {
+        return Err(ApiError::validation("body", "give name, grade_level or current_level"));
     }
     let name = body
         .name
@@ -236,9 +255,15 @@ pub async fn update_child(
         .transpose()
         .map_err(ApiError::invalid)?
         .map(str::to_owned);
-    if let Some(grade_level) = body.grade_level {
-        validate::grade_level(grade_level).map_err(ApiError::invalid)?;
-    }
+    let grade = body.grade_level.as_ref().map(GradeLevel::resolve).transpose();
+    let grade = grade.map_err(ApiError::invalid)?;
+    let current_level = body
+        .current_level
+        .as_deref()
+        .map(validate::current_level)
+        .transpose()
+        .map_err(ApiError::invalid)?
+        .map(str::to_owned);
     let access = state
         .families
         .clone()
@@ -246,7 +271,9 @@ pub async fn update_child(
             user_id: user.sub.clone(),
             child_id,
             name,
-            grade_level: body.grade_level,
+            grade_level: grade.map(|(grade, _)| grade),
+            grade_as_text: grade.is_some_and(|(_, as_text)| as_text),
+            current_level,
         }))
         .await?
         .into_inner();

@@ -25,10 +25,28 @@ const PREVIEW_CHARS: usize = 120;
 pub struct ConversationView {
     /// Its id.
     pub conversation_id: String,
+    /// The latest session that carried it.
+    pub session_id: String,
+    /// The child it is with.
+    pub child_id: String,
+    /// `active` while a live session carries it, `suspended` while that session waits for its
+    /// socket, `idle` otherwise (a new session may continue it with `conversation_id`).
+    pub status: String,
+    /// Messages: the child's and Blob's, two per exchange (one when Blob was cut off before
+    /// saying anything).
+    pub message_count: usize,
+    /// Exchanges.
+    pub turn_count: usize,
+    /// The latest exchange, or when a session last took it up (RFC 3339 UTC).
+    pub last_activity_at: String,
+    /// When it began (RFC 3339 UTC).
+    pub created_at: String,
+    /// One line: `N exchange(s) — started with: "…" / last response: "…"`.
+    pub summary: String,
     /// Every exchange, oldest first.
     pub turns: Vec<TurnView>,
-    /// At a glance.
-    pub summary: Summary,
+    /// At a glance, as numbers and times.
+    pub overview: Summary,
 }
 
 /// One exchange.
@@ -59,6 +77,34 @@ pub struct Summary {
     pub last_user_text: Option<String>,
     /// Exchanges in which Blob was interrupted.
     pub interrupted_count: usize,
+}
+
+/// Longest quote in the one-line summary, in characters.
+const QUOTE_CHARS: usize = 60;
+
+/// The one-line summary: `5 exchange(s) — started with: "tell me a story" / last response:
+/// "once upon a time..."`.
+fn summary_line(turns: &[TurnView]) -> String {
+    let mut line = format!("{} exchange(s)", turns.len());
+    if let (Some(first), Some(last)) = (turns.first(), turns.last()) {
+        line.push_str(&format!(
+            " — started with: \"{}\" / last response: \"{}\"",
+            quote(&first.user_text),
+            quote(&last.assistant_text)
+        ));
+    }
+    line
+}
+
+fn quote(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= QUOTE_CHARS {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(QUOTE_CHARS).collect();
+    short.truncate(short.trim_end().len());
+    short.push_str("...");
+    short
 }
 
 fn preview(text: &str) -> String {
@@ -117,8 +163,21 @@ pub async fn get_conversation(
         last_user_text: turns.last().map(|t| preview(&t.user_text)),
         interrupted_count: turns.iter().filter(|t| t.interrupted).count(),
     };
+    let message_count = turns.iter().map(|t| 1 + usize::from(!t.assistant_text.is_empty())).sum();
     Ok(ApiOk(
         StatusCode::OK,
-        ConversationView { conversation_id: conversation.conversation_id, turns, summary },
+        ConversationView {
+            conversation_id: conversation.conversation_id,
+            session_id: conversation.session_id,
+            child_id: conversation.child_id,
+            status: conversation.status,
+            message_count,
+            turn_count: turns.len(),
+            last_activity_at: rfc3339_ms(conversation.last_activity_at_ms),
+            created_at: rfc3339_ms(conversation.created_at_ms),
+            summary: summary_line(&turns),
+            turns,
+            overview: summary,
+        },
     ))
 }

@@ -82,7 +82,7 @@ fn summary(lesson: &pb::Lesson) -> LessonSummary {
     summary = "The lessons catalogue",
     params(
         ("subject" = Option<String>, Query, description = "math, reading, science, social…"),
-        ("grade" = Option<i32>, Query, description = "-1 to 12"),
+        ("grade" = Option<String>, Query, description = "pre_k, kindergarten, grade_1 ... grade_12, or -1 to 12"),
         ("difficulty" = Option<String>, Query, description = "easy, medium or hard")
     ),
     responses(
@@ -111,9 +111,16 @@ pub async fn list_lessons(
                 filter.difficulty = Some(value);
             }
             "grade" | "grade_level" => {
-                let grade = value.parse::<i32>().ok().filter(|g| validate::GRADES.contains(g));
+                let grade = match value.parse::<i32>() {
+                    Ok(number) => Some(number).filter(|g| validate::GRADES.contains(g)),
+                    Err(_) => validate::grade_from_name(&value).ok(),
+                };
                 filter.grade_level = Some(grade.ok_or_else(|| {
-                    ApiError::validation("grade", "grade must be a whole number from -1 to 12")
+                    ApiError::validation(
+                        "grade",
+                        "grade must be pre_k, kindergarten, grade_1 ... grade_12, or a whole \
+                         number from -1 to 12",
+                    )
                 })?);
             }
             other => {

@@ -24,6 +24,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(end_session))
 }
 
+/// Longest conversation id accepted, in bytes.
+const MAX_ID_BYTES: usize = 128;
+
 /// The one session mode: Blob and the child talk freely.
 const COMPANION: &str = "companion";
 
@@ -37,6 +40,12 @@ pub struct OpenSessionRequest {
     /// `companion`.
     #[serde(default)]
     pub mode: Option<String>,
+    /// An earlier conversation of this child to continue (after the reconnect window has
+    /// passed): Blob is given its turns again. It must be the caller's, with the same child, and
+    /// still kept (`CONVERSATION_TTL_SECONDS`). Ignored when the child's session is still
+    /// active or suspended: that session keeps its own conversation.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
 }
 
 /// A session as the app sees it (the seed contract's fields).
@@ -52,7 +61,8 @@ pub struct SessionView {
     pub mode: String,
     /// The conversation the session continues.
     pub active_conversation_id: String,
-    /// `active`, `paused`, `suspended` or `ended`.
+    /// `active`, `suspended` (waiting for its socket to come back) or `ended` (after `/end`).
+    /// A paused session is `active` with `paused` set.
     pub state: &'static str,
     /// Lifetime without activity.
     pub ttl_seconds: u32,
@@ -64,7 +74,8 @@ pub struct SessionView {
     pub created_at: String,
     /// RFC 3339 UTC.
     pub expires_at: String,
-    /// `created`, `discovered` or `resumed` (`ended` after `/end`).
+    /// `created`, `reattached` (a new session continuing the `conversation_id` asked for),
+    /// `discovered` or `resumed` (`ended` after `/end`).
     pub outcome: &'static str,
     /// Paused: audio is ignored until resumed.
     pub paused: bool,
@@ -82,8 +93,8 @@ pub struct SessionView {
         (status = 200, description = "The child's existing session, resumed if it was suspended", body = SessionView),
         (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
         (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
-        (status = 403, description = "FORBIDDEN: the family link does not allow this"),
-        (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 403, description = "FORBIDDEN: the family link does not allow this, or conversation_id is another child's"),
+        (status = 404, description = "NOT_FOUND: no such child, or another family's; or no such conversation_id (expired, or another user's)"),
         (status = 409, description = "CONFLICT: the child's live session belongs to another account"),
     ),
     security(("bearer" = []))
@@ -101,6 +112,18 @@ pub async fn open_session(
         None | Some(COMPANION | "conversation") => COMPANION.to_owned(),
         Some(_) => return Err(ApiError::validation("mode", "mode must be \"companion\"")),
     };
+    let conversation_id = match body.conversation_id.as_deref().map(str::trim) {
+        None | Some("") => String::new(),
+        Some(id)
+            if id.len() > MAX_ID_BYTES || id.contains('/') || id.chars().any(char::is_control) =>
+        {
+            return Err(ApiError::validation(
+                "conversation_id",
+                format!("conversation_id must be an id of at most {MAX_ID_BYTES} bytes"),
+            ));
+        }
+        Some(id) => id.to_owned(),
+    };
     let response = state
         .sessions
         .clone()
@@ -108,6 +131,7 @@ pub async fn open_session(
             user_id: user.sub.clone(),
             child_id: body.child_id.trim().to_owned(),
             mode,
+            conversation_id,
         }))
         .await?
         .into_inner();
@@ -122,6 +146,7 @@ pub async fn open_session(
     }
     let (status, outcome) = match pb::OpenOutcome::try_from(response.outcome) {
         Ok(pb::OpenOutcome::Created) => (StatusCode::CREATED, "created"),
+        Ok(pb::OpenOutcome::Reattached) => (StatusCode::CREATED, "reattached"),
         Ok(pb::OpenOutcome::Resumed) => (StatusCode::OK, "resumed"),
         _ => (StatusCode::OK, "discovered"),
     };
@@ -132,7 +157,6 @@ pub async fn open_session(
 /// The wire name of a session's state.
 pub fn state_name(session: &pb::Session) -> &'static str {
     match pb::SessionState::try_from(session.state).unwrap_or(pb::SessionState::Unspecified) {
-        pb::SessionState::Active if session.paused => "paused",
         pb::SessionState::Active => "active",
         pb::SessionState::Suspended => "suspended",
         pb::SessionState::Ended => "ended",

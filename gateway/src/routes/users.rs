@@ -52,12 +52,19 @@ pub struct FeatureFlags {
     pub legacy_audio: bool,
 }
 
-/// `PATCH /api/v1/users/me` body.
+/// `PATCH /api/v1/users/me` body: the fields to change (at least one).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     /// The name Blob and the app use for the parent (0-128 characters).
-    pub display_name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// A BCP 47 language tag such as `en-IN` (empty clears it).
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// An IANA time zone such as `Asia/Kolkata` (empty clears it).
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// The user, children and active sessions, fetched in parallel.
@@ -125,12 +132,12 @@ pub async fn get_me(
     ))
 }
 
-/// Changes the display name.
+/// Changes the display name, locale or time zone.
 #[utoipa::path(
     patch,
     path = "/api/v1/users/me",
     tag = "users",
-    summary = "Change the display name",
+    summary = "Change the display name, locale or time zone",
     request_body = UpdateMeRequest,
     responses(
         (status = 200, description = "The user", body = crate::routes::views::UserProfile),
@@ -145,13 +152,23 @@ pub async fn update_me(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> Result<ApiOk<UserProfile>, ApiError> {
-    let name = validate::display_name(&body.display_name).map_err(ApiError::invalid)?;
+    if body.display_name.is_none() && body.locale.is_none() && body.timezone.is_none() {
+        return Err(ApiError::validation("body", "give display_name, locale or timezone"));
+    }
+    let display_name = body.display_name.as_deref().map(validate::display_name).transpose();
+    let display_name = display_name.map_err(ApiError::invalid)?.map(str::to_owned);
+    let locale = body.locale.as_deref().map(validate::locale).transpose();
+    let locale = locale.map_err(ApiError::invalid)?;
+    let timezone = body.timezone.as_deref().map(validate::timezone).transpose();
+    let timezone = timezone.map_err(ApiError::invalid)?.map(str::to_owned);
     let updated = state
         .families
         .clone()
         .update_user(state.request(pb::UpdateUserRequest {
             user_id: user.sub.clone(),
-            display_name: Some(name.to_owned()),
+            display_name,
+            locale,
+            timezone,
         }))
         .await?
         .into_inner();

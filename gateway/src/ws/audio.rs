@@ -2,7 +2,7 @@
 //! stream, each acknowledged with how it was taken.
 
 use blob_proto::stt::v1 as stt;
-use blob_voice_protocol::{AudioAck, AudioFrame, BufferState, FrameError};
+use blob_voice_protocol::{AudioAck, AudioFrame, BufferState, FrameError, QueueState};
 use tokio::sync::mpsc;
 
 /// Sequence tracking of incoming audio frames.
@@ -83,13 +83,13 @@ impl AudioIngress {
     /// Passes PCM on; the acknowledgement, or none when no speech stream takes it.
     async fn audio(&mut self, sequence: u32, pcm: &[u8], paused: bool) -> Option<AudioAck> {
         if paused {
-            return Some(self.ack(sequence, BufferState::Paused));
+            return Some(self.ack(sequence, QueueState::Paused));
         }
         if let Some(expected) = self.sequence.expected {
             if sequence < expected {
                 // A late frame would splice audio out of order: it is dropped and counted.
                 self.sequence.reordered += 1;
-                return Some(self.ack(sequence, BufferState::Late));
+                return Some(self.ack(sequence, QueueState::Late));
             }
             self.sequence.lost += u64::from(sequence - expected);
         }
@@ -105,14 +105,15 @@ impl AudioIngress {
         speech.send(chunk).await.ok()?;
         let queue = speech.max_capacity();
         let used = queue - speech.capacity();
-        let state = if used < queue / 2 { BufferState::Ok } else { BufferState::High };
+        let state = if used < queue / 2 { QueueState::Ok } else { QueueState::High };
         Some(self.ack(sequence, state))
     }
 
-    fn ack(&self, sequence: u32, buffer_state: BufferState) -> AudioAck {
+    fn ack(&self, sequence: u32, queue_state: QueueState) -> AudioAck {
         AudioAck {
             sequence,
-            buffer_state,
+            buffer_state: BufferState::Buffering,
+            queue_state,
             lost_frames: self.sequence.lost,
             reordered_frames: self.sequence.reordered,
         }
@@ -161,13 +162,13 @@ mod tests {
         assert_eq!(audio.binary(&frame(0), false).await.unwrap(), None, "no stream, no ack");
         audio.attach(tx);
         let ack = audio.binary(&frame(5), false).await.unwrap().unwrap();
-        assert_eq!((ack.sequence, ack.buffer_state, ack.lost_frames), (5, BufferState::Ok, 0));
+        assert_eq!((ack.sequence, ack.queue_state, ack.lost_frames), (5, QueueState::Ok, 0));
         let ack = audio.binary(&frame(8), false).await.unwrap().unwrap();
         assert_eq!(ack.lost_frames, 2, "6 and 7 were skipped");
         let late = audio.binary(&frame(7), false).await.unwrap().unwrap();
-        assert_eq!((late.buffer_state, late.reordered_frames), (BufferState::Late, 1));
+        assert_eq!((late.queue_state, late.reordered_frames), (QueueState::Late, 1));
         let paused = audio.binary(&frame(9), true).await.unwrap().unwrap();
-        assert_eq!(paused.buffer_state, BufferState::Paused);
+        assert_eq!(paused.queue_state, QueueState::Paused);
         let forwarded: Vec<u32> = std::iter::from_fn(|| rx.try_recv().ok())
             .filter_map(|r| match r.message {
                 Some(stt::transcribe_request::Message::Audio(a)) => Some(a.sequence),
@@ -183,15 +184,15 @@ mod tests {
         let (tx, _rx) = mpsc::channel(4);
         let mut audio = AudioIngress::new(false);
         audio.attach(tx);
-        let states: Vec<BufferState> = [
+        let states: Vec<QueueState> = [
             audio.binary(&frame(0), false).await,
             audio.binary(&frame(1), false).await,
             audio.binary(&frame(2), false).await,
         ]
         .into_iter()
-        .map(|ack| ack.unwrap().unwrap().buffer_state)
+        .map(|ack| ack.unwrap().unwrap().queue_state)
         .collect();
-        assert_eq!(states, [BufferState::Ok, BufferState::High, BufferState::High]);
+        assert_eq!(states, [QueueState::Ok, QueueState::High, QueueState::High]);
         assert_eq!(audio.binary(&[1, 2, 3], false).await, Err(FrameError::TooShort));
         assert_eq!(audio.legacy(None, &[0; 3], false).await, Err(FrameError::OddPcm));
         let mut legacy = AudioIngress::new(true);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use blob_proto::llm::v1 as llm;
-use blob_voice_protocol::{AudioFrame, BufferState, ServerMessage};
+use blob_voice_protocol::{AudioFrame, QueueState, ServerMessage};
 use futures::channel::mpsc as socket_channel;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 
@@ -104,6 +104,10 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(WsSettings::default()).await
+    }
+
+    async fn start_with(settings: WsSettings) -> Self {
         let (speech, mut opened) = mpsc::unbounded_channel();
         let (replies, replies_rx) = mpsc::unbounded_channel();
         let (calls, calls_rx) = mpsc::unbounded_channel();
@@ -134,7 +138,7 @@ impl Harness {
         };
         let context = Context {
             downstream: fake,
-            settings: WsSettings::default(),
+            settings,
             tts: TtsHint { voice: "v".into(), speed: 1.0, language: "en".into() },
             metrics: GatewayMetrics::default(),
             shutdown: CancellationToken::new(),
@@ -287,7 +291,7 @@ async fn pause_is_answered_once_stored_and_refused_when_the_store_is_down() {
     h.client_sends(Message::Binary(frame.into())).await;
     let ack = h.next().await;
     let ServerEvent::AudioAck(ack) = ack.event else { panic!("{ack:?}") };
-    assert_eq!(ack.buffer_state, BufferState::Paused);
+    assert_eq!(ack.queue_state, QueueState::Paused);
 
     h.store_fails.store(true, Ordering::SeqCst);
     h.client_sends(request("resume")).await;
@@ -348,7 +352,8 @@ async fn a_stalled_store_does_not_hold_up_audio_and_its_writes_finish_before_the
 
 #[tokio::test]
 async fn malformed_requests_get_their_error_and_the_socket_stays() {
-    let mut h = Harness::start().await;
+    let mut h =
+        Harness::start_with(WsSettings { legacy_binary: false, ..WsSettings::default() }).await;
     h.client_sends(Message::Text("nope".into())).await;
     assert_eq!(h.next().await.event.error_code(), Some(ErrorCode::InvalidMessage));
     h.client_sends(request("dance")).await;

@@ -176,15 +176,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 ChildCommand::Add { name, grade } => {
                     let child = client.add_child(&name, grade).await?;
-                    println!("{} {} (grade {})", child.child_id, child.name, child.grade_level);
+                    println!("{} {} ({})", child.child_id, child.name, child.grade_name);
                 }
                 ChildCommand::List => {
                     for child in client.children().await? {
                         println!(
-                            "{} {} (grade {}, {})",
+                            "{} {} ({}, {})",
                             child.child_id,
                             child.name,
-                            child.grade_level,
+                            child.grade_name,
                             child.permission.as_deref().unwrap_or("manage")
                         );
                     }

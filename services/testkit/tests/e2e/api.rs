@@ -91,7 +91,7 @@ async fn another_family_reaches_nothing_on_any_route() {
     // Parent A's data is untouched by all of that.
     let child_view =
         api.call(Method::GET, &format!("/api/v1/children/{child}"), Some(&token_a), None).await;
-    assert_eq!(child_view.data()["name"], "Secretname");
+    assert_eq!(child_view.data()["child"]["name"], "Secretname");
     assert_eq!(child_view.data()["active_session"]["session_id"], session_id.as_str());
     assert_eq!(child_view.data()["active_session"]["conversation_id"], conversation_id.as_str());
     let conversation = api
@@ -104,9 +104,9 @@ async fn another_family_reaches_nothing_on_any_route() {
         .await;
     let data = conversation.data();
     assert_eq!(data["turns"][0]["user_text"], "my secret word is pineapple");
-    assert_eq!(data["summary"]["turn_count"], 1);
-    assert_eq!(data["summary"]["last_user_text"], "my secret word is pineapple");
-    assert!(data["summary"]["started_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(data["overview"]["turn_count"], 1);
+    assert_eq!(data["overview"]["last_user_text"], "my secret word is pineapple");
+    assert!(data["overview"]["started_at"].as_str().unwrap().ends_with('Z'));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,9 +194,14 @@ async fn children_are_changed_shared_revoked_and_erased() {
 
     let detail = api.call(Method::GET, &path, Some(&mum), None).await;
     let data = detail.data();
-    assert_eq!((data["name"].as_str(), data["grade_level"].as_i64()), (Some("Cleo"), Some(1)));
-    assert_eq!(data["permission"], "manage");
-    assert!(data["latest_progress"].is_null() && data["active_session"].is_null());
+    let shown = &data["child"];
+    assert_eq!((shown["name"].as_str(), shown["grade_level"].as_i64()), (Some("Cleo"), Some(1)));
+    assert_eq!(shown["permission"], "manage");
+    assert_eq!(
+        data["latest_progress"],
+        json!({"mastery_score": 0.0, "lessons_completed": 0, "last_lesson_id": null, "last_accessed": null})
+    );
+    assert!(data["latest_lesson"].is_null() && data["active_session"].is_null());
 
     let patched = api
         .call(Method::PATCH, &path, Some(&mum), Some(json!({"name": "Cleo B", "grade_level": 2})))
@@ -210,7 +215,9 @@ async fn children_are_changed_shared_revoked_and_erased() {
         (json!({"grade_level": 13}), 400),
         (json!({"name": ""}), 400),
         (json!({"nickname": "x"}), 422),
-        (json!({"grade_level": "two"}), 422),
+        (json!({"grade_level": "two"}), 400),
+        (json!({"grade_level": 1.5}), 422),
+        (json!({"current_level": "Top Level"}), 400),
     ] {
         let response = api.call(Method::PATCH, &path, Some(&mum), Some(bad.clone())).await;
         assert_eq!((response.status, response.error_code()), (status, "VALIDATION_ERROR"), "{bad}");
@@ -242,7 +249,7 @@ async fn children_are_changed_shared_revoked_and_erased() {
     );
     assert_eq!(link["granted_by"], "mum");
     let seen = api.call(Method::GET, &path, Some(&nan), None).await;
-    assert_eq!(seen.data()["permission"], "view");
+    assert_eq!(seen.data()["child"]["permission"], "view");
     let talk = api
         .call(Method::POST, "/api/v1/sessions", Some(&nan), Some(json!({"child_id": child})))
         .await;
@@ -302,6 +309,10 @@ async fn lessons_and_progress_are_served_from_the_store() {
     let math = math.data().as_array().unwrap();
     assert!(!math.is_empty());
     assert!(math.iter().all(|l| l["subject"] == "math" && l["grade_level"] == 0));
+    let by_name = api
+        .call(Method::GET, "/api/v1/lessons?subject=math&grade=kindergarten", Some(&token), None)
+        .await;
+    assert_eq!(by_name.data().as_array().unwrap(), math, "a grade's name filters like its number");
     for query in ["grade=abc", "difficulty=extreme", "colour=red"] {
         let bad =
             api.call(Method::GET, &format!("/api/v1/lessons?{query}"), Some(&token), None).await;
@@ -354,7 +365,14 @@ async fn lessons_and_progress_are_served_from_the_store() {
     assert_eq!((never.status, never.error_code()), (404, "NOT_FOUND"));
     let detail =
         api.call(Method::GET, &format!("/api/v1/children/{child}"), Some(&token), None).await;
-    assert_eq!(detail.data()["latest_progress"]["lesson_id"], "counting-to-ten");
+    assert_eq!(detail.data()["latest_lesson"]["lesson_id"], "counting-to-ten");
+    let latest = &detail.data()["latest_progress"];
+    assert_eq!(
+        (&latest["last_lesson_id"], &latest["lessons_completed"], &latest["mastery_score"]),
+        (&json!("counting-to-ten"), &json!(0), &json!(0.0)),
+        "a lesson in progress is the latest but not yet mastered"
+    );
+    assert_eq!(latest["last_accessed"], first["updated_at"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +404,7 @@ async fn refresh_gives_a_new_token_and_leaves_the_live_session_alone() {
         .call(Method::GET, &format!("/api/v1/sessions/{session_id}"), Some(&new_token), None)
         .await;
     assert_eq!(state.data()["session_id"], session_id.as_str());
-    assert_eq!(state.data()["state"], "paused");
+    assert_eq!((&state.data()["state"], &state.data()["paused"]), (&json!("active"), &json!(true)));
 
     let garbage = api
         .call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"firebase_token": "nope"})))

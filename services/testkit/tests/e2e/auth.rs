@@ -138,7 +138,10 @@ async fn tokens_and_families_are_checked_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_and_messages_get_error_events_not_disconnects() {
-    let stack = Stack::start(StackOptions::default()).await;
+    // Without the proof of concept's raw PCM, so a frame without the header is an error.
+    let mut options = StackOptions::default();
+    options.extra_env.push(("gateway", "LEGACY_BINARY_SUPPORT", "false".to_owned()));
+    let stack = Stack::start(options).await;
     let api = Api::new(&stack.http_url());
     let token = api.exchange(&stack.certs.id_token("parent-f", "f@example.com")).await;
     let child = api.create_child(&token, "Ava", 2).await;

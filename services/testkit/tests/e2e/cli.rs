@@ -42,7 +42,7 @@ async fn the_cli_talks_to_blob_and_the_next_run_continues_the_conversation() {
     let login = blob(&stack, &dir, &["login", "--email", "parent@example.com"]).await;
     assert!(login.contains("signed in as parent@example.com (0 children)"), "{login}");
     let added = blob(&stack, &dir, &["child", "add", "Noa", "--grade", "0"]).await;
-    assert!(added.trim_end().ends_with("Noa (grade 0)"), "{added}");
+    assert!(added.trim_end().ends_with("Noa (kindergarten)"), "{added}");
 
     let wav = speech_clip("test-audio/utt2.wav");
     let wav = wav.to_str().unwrap();
