@@ -33,7 +33,7 @@ pub use codes::{CloseCode, ErrorCode};
 pub use frame::{AudioFrame, FrameError};
 pub use server::{
     AudioAck, BufferState, ConversationState, Empty, ErrorPayload, MessageType, Meta, ParseError,
-    PauseAnswer, PlaybackProgress, RejectReason, Reply, ReplyCancelled, ReplyChunk, ResumeReason,
-    ServerEvent, ServerMessage, SessionCreated, SessionPaused, SessionResumed, StateChange,
-    SttRejected, SttResult, TtsHint, TurnEndAnswer, round_confidence,
+    PauseAnswer, PlaybackProgress, QueueState, RejectReason, Reply, ReplyCancelled, ReplyChunk,
+    ResumeReason, ServerEvent, ServerMessage, SessionCreated, SessionPaused, SessionResumed,
+    StateChange, SttRejected, SttResult, TtsHint, TurnEndAnswer, round_confidence,
 };

@@ -39,8 +39,17 @@ wire_names! {
 }
 
 wire_names! {
-    /// `audio_ack.buffer_state`.
+    /// `audio_ack.buffer_state`, the proof of concept's field: always `buffering` (the chunk
+    /// was received); `queue_state` says what became of it.
     pub enum BufferState {
+        /// The chunk was received.
+        Buffering = "buffering",
+    }
+}
+
+wire_names! {
+    /// `audio_ack.queue_state`: what became of the chunk.
+    pub enum QueueState {
         /// The frame went to the recogniser.
         Ok = "ok",
         /// The frame went to the recogniser, which is behind.
@@ -154,8 +163,10 @@ pub struct StateChange {
 pub struct AudioAck {
     /// The chunk's sequence number.
     pub sequence: u32,
-    /// What became of it.
+    /// `buffering`: received.
     pub buffer_state: BufferState,
+    /// What became of it.
+    pub queue_state: QueueState,
     /// Frames lost so far on this socket.
     pub lost_frames: u64,
     /// Frames that came too late so far on this socket.
@@ -539,7 +550,8 @@ mod tests {
             ServerEvent::state(ConversationState::Thinking),
             ServerEvent::AudioAck(AudioAck {
                 sequence: 4,
-                buffer_state: BufferState::High,
+                buffer_state: BufferState::Buffering,
+                queue_state: QueueState::High,
                 lost_frames: 1,
                 reordered_frames: 0,
             }),

@@ -111,7 +111,10 @@ async fn pause_and_resume_work_from_the_socket_and_from_rest() {
     assert_eq!(refused["payload"]["code"], "SESSION_PAUSED");
     socket.send_speech(&utterance("utt2"), 100, 1200).await;
     let ack = socket.wait_for("audio_ack", QUICK).await;
-    assert_eq!(ack["payload"]["buffer_state"], "paused");
+    assert_eq!(
+        (ack["payload"]["buffer_state"].as_str(), ack["payload"]["queue_state"].as_str()),
+        (Some("buffering"), Some("paused"))
+    );
     let rest = family
         .api
         .call(
@@ -123,7 +126,7 @@ async fn pause_and_resume_work_from_the_socket_and_from_rest() {
         .await;
     assert_eq!(
         (rest.data()["state"].as_str(), rest.data()["paused"].as_bool()),
-        (Some("paused"), Some(true))
+        (Some("active"), Some(true))
     );
 
     // Resumed from REST: the live socket hears it and listens again.
@@ -323,8 +326,8 @@ async fn playback_progress_trims_what_blob_said() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_audio_and_frame_sequences_are_accounted() {
-    let stack =
-        Stack::start(with_env(vec![("gateway", "LEGACY_BINARY_SUPPORT", "true".into())])).await;
+    // Raw PCM is accepted by default, as in the proof of concept (`LEGACY_BINARY_SUPPORT`).
+    let stack = Stack::start(StackOptions::default()).await;
     let family = family(&stack, "legacy").await;
     let mut socket = family.socket(&stack).await;
 
@@ -338,12 +341,12 @@ async fn legacy_audio_and_frame_sequences_are_accounted() {
     }
     assert_eq!(acks[2]["lost_frames"], 3);
     assert_eq!(
-        (acks[3]["buffer_state"].as_str(), acks[3]["reordered_frames"].as_u64()),
+        (acks[3]["queue_state"].as_str(), acks[3]["reordered_frames"].as_u64()),
         (Some("late"), Some(1))
     );
     assert_eq!(acks[4]["lost_frames"], 3);
 
-    // Raw PCM without the v4 header, accepted with LEGACY_BINARY_SUPPORT.
+    // Raw PCM without the v4 header.
     let speech = utterance("utt2");
     let mut all = speech.clone();
     all.extend(std::iter::repeat_n(0i16, 1200 * 16));
