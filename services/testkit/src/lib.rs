@@ -12,6 +12,7 @@ pub mod otlp;
 pub mod paths;
 pub mod process;
 pub mod redis;
+pub mod seed;
 pub mod stack;
 
 use std::future::Future;

@@ -9,6 +9,7 @@ mod health;
 mod limits;
 mod operations;
 mod promise;
+mod seed;
 mod shutdown;
 mod turns;
 mod voice;
