@@ -74,6 +74,8 @@ pub struct GeminiConfig {
 pub struct Config {
     /// `LLM_GRPC_ADDR`.
     pub grpc_addr: SocketAddr,
+    /// `GRPC_REFLECTION` (default: on when `grpc_addr` is loopback): server reflection.
+    pub grpc_reflection: bool,
     /// `ADMIN_ADDR`: metrics and health (default `127.0.0.1:9102`).
     pub admin_addr: SocketAddr,
     /// The provider and its settings.
@@ -103,6 +105,7 @@ impl Config {
     /// Reads and validates the given variables, reporting every problem at once.
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let grpc_addr = env.parse("LLM_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50052)));
+        let grpc_reflection = blob_kit::grpc::reflection_enabled(&mut env, &grpc_addr);
         let admin_addr = env.parse("ADMIN_ADDR", SocketAddr::from(([127, 0, 0, 1], 9102)));
         let bypass = env.flag("BYPASSLLM", false);
         let provider_name = env.string("LLM_PROVIDER", "gemini").to_ascii_lowercase();
@@ -238,6 +241,7 @@ impl Config {
         env.finish()?;
         Ok(Self {
             grpc_addr,
+            grpc_reflection,
             admin_addr,
             provider,
             timeout: Duration::from_secs(timeout),

@@ -24,6 +24,8 @@ pub struct Application {
     listener: TcpListener,
     service: CompanionService,
     readiness: Readiness,
+    /// Serve gRPC reflection (`GRPC_REFLECTION`).
+    reflection: bool,
 }
 
 impl Application {
@@ -86,6 +88,7 @@ impl Application {
                 metrics,
             ),
             readiness,
+            reflection: config.grpc_reflection,
         })
     }
 
@@ -106,7 +109,7 @@ impl Application {
             self.listener,
             routes,
             &["blob.llm.v1.Companion"],
-            &[blob_proto::FILE_DESCRIPTOR_SET],
+            if self.reflection { &[blob_proto::FILE_DESCRIPTOR_SET] } else { &[] },
             self.readiness,
             shutdown,
         )

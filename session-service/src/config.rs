@@ -10,6 +10,8 @@ use blob_kit::config::{ConfigError, EnvReader};
 pub struct Config {
     /// `SESSION_GRPC_ADDR`: where the gRPC server listens (port 0 picks a free port).
     pub grpc_addr: SocketAddr,
+    /// `GRPC_REFLECTION` (default: on when `grpc_addr` is loopback): server reflection.
+    pub grpc_reflection: bool,
     /// `ADMIN_ADDR`: metrics and health (default `127.0.0.1:9103`).
     pub admin_addr: SocketAddr,
     /// `REDIS_URL`: the hot store.
@@ -70,6 +72,7 @@ impl Config {
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let defaults = Ttls::default();
         let grpc_addr = env.parse("SESSION_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50053)));
+        let grpc_reflection = blob_kit::grpc::reflection_enabled(&mut env, &grpc_addr);
         let admin_addr = env.parse("ADMIN_ADDR", SocketAddr::from(([127, 0, 0, 1], 9103)));
         let redis_url = env.string("REDIS_URL", "redis://127.0.0.1:6379");
         let session = env.parse("SESSION_TTL_SECONDS", defaults.session.as_secs());
@@ -118,6 +121,7 @@ impl Config {
         env.finish()?;
         Ok(Self {
             grpc_addr,
+            grpc_reflection,
             admin_addr,
             redis_url,
             cold,

@@ -44,6 +44,7 @@ pub fn link_proto(link: FamilyLink) -> pb::FamilyLink {
         user_id: link.user_id,
         child_id: link.child_id,
         granted_by: link.granted_by,
+        email: String::new(),
     }
 }
 

@@ -7,8 +7,10 @@
 //! | `child_session:{child_id}` | the child's current session id | follows its session |
 //! | `conversation:{conversation_id}` | [`ConversationRecord`] | `CONVERSATION_TTL_SECONDS` |
 //! | `rl:{user_id}` | requests counted in the current rate-limit window | the window |
-//! | `idempotency:{key}` | a claim, then the first response to that key | claim, then `IDEMPOTENCY_TTL_SECONDS` |
+//! | `token_gen:{user_id}` | the user's token generation, raised by signing out | 2 days (longer than any token) |
+//! | `idempotency:{user_id}:{key}` | a claim, then the user's first (sealed) response to that key | claim, then `IDEMPOTENCY_TTL_SECONDS` |
 //! | `events:{session_id}` | the socket's last [`MAX_EVENTS`] outbound events, for replay | session TTL + reconnect window |
+//! | `child_keys:{child_id}` | every key above that holds the child's words: sessions, replay logs, conversations (what erasure deletes) | the longest of those, refreshed on each write |
 //!
 //! Pause, resume, attach and end are published on `session_signals:{session_id}`.
 //!
@@ -106,6 +108,13 @@ impl Transition {
 
 /// Events kept per session for replay.
 pub const MAX_EVENTS: usize = 200;
+/// Most bytes of outbound events kept for replay per session (the oldest go first).
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Most exchanges kept in a conversation record (the oldest go first).
+pub const MAX_CONVERSATION_TURNS: usize = 200;
+/// Most bytes of a conversation record (the oldest exchanges go first): with the replay log,
+/// an attach answer stays far below gRPC's 4 MiB message limit.
+pub const MAX_CONVERSATION_BYTES: usize = 256 * 1024;
 
 /// The Redis side of the session-service. Cheap to clone.
 #[derive(Clone)]
@@ -122,6 +131,7 @@ pub struct HotStore {
     throttle: Script,
     idempotency: Script,
     idempotency_done: Script,
+    erase: Script,
 }
 
 /// What a claim on an idempotency key found.
@@ -142,6 +152,33 @@ pub enum Idempotency {
     },
 }
 
+/// What [`HotStore::throttle`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    /// Requests in the current window (0 when not counted).
+    pub count: u64,
+    /// Seconds left in the window.
+    pub seconds_left: u32,
+    /// The token's generation is older than the user's: they signed out since.
+    pub signed_out: bool,
+}
+
+/// What [`HotStore::erase_child`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HotErasure {
+    /// Conversation snapshots.
+    pub conversations: u32,
+    /// Sessions (active or suspended).
+    pub sessions: u32,
+    /// Replay logs of outbound events.
+    pub event_logs: u32,
+}
+
+/// A script that writes a child's keys, with the index helper it calls.
+fn indexed(body: &str) -> Script {
+    Script::new(&format!("{}{body}", include_str!("lua/index.lua")))
+}
+
 /// One stored outbound event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventRecord {
@@ -158,21 +195,46 @@ impl HotStore {
             redis,
             ttl,
             metrics,
-            open: Script::new(include_str!("lua/open.lua")),
-            transition: Script::new(include_str!("lua/transition.lua")),
-            append: Script::new(include_str!("lua/append.lua")),
-            events: Script::new(include_str!("lua/events.lua")),
-            trim: Script::new(include_str!("lua/trim.lua")),
+            open: indexed(include_str!("lua/open.lua")),
+            transition: indexed(include_str!("lua/transition.lua")),
+            append: indexed(include_str!("lua/append.lua")),
+            events: indexed(include_str!("lua/events.lua")),
+            trim: indexed(include_str!("lua/trim.lua")),
             end: Script::new(include_str!("lua/end.lua")),
             throttle: Script::new(include_str!("lua/throttle.lua")),
             idempotency: Script::new(include_str!("lua/idempotency.lua")),
             idempotency_done: Script::new(include_str!("lua/idempotency_done.lua")),
+            erase: Script::new(include_str!("lua/erase.lua")),
         }
     }
 
     /// The time-to-live settings.
     pub fn ttl(&self) -> &Ttls {
         &self.ttl
+    }
+
+    /// How long `child_keys:{child_id}` lives after each write: as long as the longest-lived
+    /// key it names.
+    fn index_ttl(&self) -> u64 {
+        self.ttl.conversation.max(self.ttl.session + self.ttl.reconnect_window).as_secs()
+    }
+
+    /// Deletes every hot key of the child: what its index names (sessions live, suspended or
+    /// expired, their replay logs, their conversations) and `more_keys` found elsewhere.
+    pub async fn erase_child(
+        &self,
+        child_id: &str,
+        more_keys: &[String],
+    ) -> Result<HotErasure, HotError> {
+        let _timer = self.metrics.time("erase_child");
+        let mut invocation = self.erase.prepare_invoke();
+        invocation.key(format!("child_keys:{child_id}")).key(format!("child_session:{child_id}"));
+        for key in more_keys {
+            invocation.arg(key);
+        }
+        let (conversations, sessions, event_logs): (u32, u32, u32) =
+            invocation.invoke_async(&mut self.redis.clone()).await?;
+        Ok(HotErasure { conversations, sessions, event_logs })
     }
 
     /// Create-or-discover the session of `child_id` for `user_id`. A new session continues
@@ -210,13 +272,16 @@ impl HotStore {
             .arg(user_id)
             .arg(child_id)
             .arg(self.ttl.conversation.as_secs())
+            .arg(self.index_ttl())
             .invoke_async(&mut self.redis.clone())
             .await?;
         let (outcome, json) = match reply.as_slice() {
             [status] if status == "no_conversation" => return Err(HotError::NoConversation),
             [status] if status == "other_child" => return Err(HotError::OtherChild),
             [outcome, json] => (outcome, json),
-            other => return Err(HotError::Corrupt(format!("open returned {other:?}"))),
+            other => {
+                return Err(HotError::Corrupt(format!("open returned {} values", other.len())));
+            }
         };
         let outcome = match outcome.as_str() {
             "created" => OpenOutcome::Created,
@@ -264,6 +329,7 @@ impl HotStore {
             .arg(self.ttl.session.as_secs())
             .arg(self.ttl.reconnect_window.as_secs())
             .arg(epoch)
+            .arg(self.index_ttl())
             .invoke_async(&mut self.redis.clone())
             .await?;
         match reply.as_slice() {
@@ -271,7 +337,7 @@ impl HotStore {
             [status] if status == "forbidden" => Err(HotError::Forbidden),
             [status, _] if status == "stale" => Err(HotError::Stale),
             [before, json] => Ok((before == "suspended", from_json(json)?)),
-            other => Err(HotError::Corrupt(format!("transition returned {other:?}"))),
+            other => Err(HotError::Corrupt(format!("transition returned {} values", other.len()))),
         }
     }
 
@@ -312,20 +378,48 @@ impl HotStore {
         &self,
         user_id: &str,
         window_seconds: u32,
-    ) -> Result<(u64, u32), HotError> {
+        count: bool,
+        token_generation: u64,
+    ) -> Result<Throttled, HotError> {
         let _timer = self.metrics.time("throttle");
-        let (count, ttl): (u64, i64) = self
+        let (count, ttl, signed_out): (u64, i64, i64) = self
             .throttle
             .key(format!("rl:{user_id}"))
+            .key(format!("token_gen:{user_id}"))
             .arg(window_seconds)
+            .arg(if count { "1" } else { "0" })
+            .arg(token_generation)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        Ok((count, ttl.max(1) as u32))
+        Ok(Throttled { count, seconds_left: ttl.max(1) as u32, signed_out: signed_out == 1 })
     }
 
-    /// Claims `idempotency:{key}` for the request with `fingerprint`, or reads its first use.
+    /// The user's token generation: tokens carrying an older one were signed out.
+    pub async fn token_generation(&self, user_id: &str) -> Result<u64, HotError> {
+        let _timer = self.metrics.time("token_generation");
+        let current: Option<u64> = self.redis.clone().get(format!("token_gen:{user_id}")).await?;
+        Ok(current.unwrap_or(0))
+    }
+
+    /// Moves the user to a new token generation, kept `keep_seconds` (at least as long as any
+    /// token lives); returns it.
+    pub async fn sign_out(&self, user_id: &str, keep_seconds: u64) -> Result<u64, HotError> {
+        let _timer = self.metrics.time("sign_out");
+        let key = format!("token_gen:{user_id}");
+        let (generation, _): (u64, i64) = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .expire(&key, keep_seconds as i64)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(generation)
+    }
+
+    /// Claims `idempotency:{owner}:{key}` for the request with `fingerprint`, or reads its
+    /// first use.
     pub async fn begin_idempotent(
         &self,
+        owner: &str,
         key: &str,
         fingerprint: &str,
         claim_seconds: u32,
@@ -333,7 +427,7 @@ impl HotStore {
         let _timer = self.metrics.time("idempotency");
         let values: Vec<redis::Value> = self
             .idempotency
-            .key(format!("idempotency:{key}"))
+            .key(format!("idempotency:{owner}:{key}"))
             .arg(fingerprint)
             .arg(claim_seconds)
             .invoke_async(&mut self.redis.clone())
@@ -358,6 +452,7 @@ impl HotStore {
     /// claim. Returns whether the claim was still this request's.
     pub async fn complete_idempotent(
         &self,
+        owner: &str,
         key: &str,
         fingerprint: &str,
         response: Option<(u32, &str)>,
@@ -370,7 +465,7 @@ impl HotStore {
         };
         let done: i64 = self
             .idempotency_done
-            .key(format!("idempotency:{key}"))
+            .key(format!("idempotency:{owner}:{key}"))
             .arg(fingerprint)
             .arg(action)
             .arg(status)
@@ -379,17 +474,6 @@ impl HotStore {
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(done == 1)
-    }
-
-    /// Deletes conversation snapshots; returns how many existed.
-    pub async fn delete_conversations(&self, conversation_ids: &[String]) -> Result<u32, HotError> {
-        if conversation_ids.is_empty() {
-            return Ok(0);
-        }
-        let _timer = self.metrics.time("delete_conversations");
-        let keys: Vec<String> =
-            conversation_ids.iter().map(|id| format!("conversation:{id}")).collect();
-        Ok(self.redis.clone().del(keys).await?)
     }
 
     /// The conversation; [`HotError::NoConversation`] when it is not kept (never existed or
@@ -434,6 +518,9 @@ impl HotStore {
             .arg(self.ttl.session.as_secs())
             .arg(self.ttl.conversation.as_secs())
             .arg(pauses_ms.map(|pauses| to_json(&pauses)).transpose()?.unwrap_or_default())
+            .arg(self.index_ttl())
+            .arg(MAX_CONVERSATION_TURNS)
+            .arg(MAX_CONVERSATION_BYTES)
             .invoke_async(&mut self.redis.clone())
             .await
             .map(|v: Vec<redis::Value>| decode_status(&v))??;
@@ -461,7 +548,9 @@ impl HotStore {
             .key(format!("suspended:{session_id}"))
             .arg(user_id)
             .arg(MAX_EVENTS)
-            .arg(ttl.as_secs());
+            .arg(ttl.as_secs())
+            .arg(self.index_ttl())
+            .arg(MAX_EVENT_BYTES);
         for event in events {
             invocation.arg(to_json(event)?);
         }
@@ -510,6 +599,7 @@ impl HotStore {
             .arg(request_id)
             .arg(heard)
             .arg(self.ttl.conversation.as_secs())
+            .arg(self.index_ttl())
             .invoke_async(&mut self.redis.clone())
             .await?;
         match decode_status(&reply)? {
@@ -578,5 +668,20 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, HotError> {
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, HotError> {
-    serde_json::from_str(json).map_err(|e| HotError::Corrupt(format!("{e}: {json}")))
+    // Never the stored text itself in the error (it is logged): it may hold a child's words.
+    serde_json::from_str(json)
+        .map_err(|e| HotError::Corrupt(format!("{e} in a record of {} bytes", json.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_record_is_reported_without_its_text() {
+        let stored = r#"{"turns":[{"user_text":"my secret is pineapple"}"#;
+        let err = from_json::<ConversationRecord>(stored).unwrap_err().to_string();
+        assert!(!err.contains("pineapple"), "{err}");
+        assert!(err.contains(&format!("{} bytes", stored.len())), "{err}");
+    }
 }

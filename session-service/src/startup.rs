@@ -23,6 +23,8 @@ pub struct Application {
     listener: TcpListener,
     service: Core,
     readiness: Readiness,
+    /// Serve gRPC reflection (`GRPC_REFLECTION`).
+    reflection: bool,
 }
 
 impl Application {
@@ -54,7 +56,7 @@ impl Application {
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding SESSION_GRPC_ADDR {}", config.grpc_addr))?;
-        Ok(Self { listener, service, readiness })
+        Ok(Self { listener, service, readiness, reflection: config.grpc_reflection })
     }
 
     /// The bound address (useful when the configured port was 0).
@@ -74,7 +76,7 @@ impl Application {
             self.listener,
             routes,
             &SERVICE_NAMES,
-            &[blob_proto::FILE_DESCRIPTOR_SET],
+            if self.reflection { &[blob_proto::FILE_DESCRIPTOR_SET] } else { &[] },
             self.readiness,
             shutdown,
         )

@@ -420,6 +420,7 @@ async fn a_revoked_link_stops_access_at_once() {
         child_id: child.clone(),
         grantee_user_id: "nan".into(),
         permission: pb::Permission::Interact as i32,
+        ..Default::default()
     };
     service.client().families.grant_permission(grant).await.unwrap();
     let session = service.open("nan", &child).await.unwrap().session.unwrap();
@@ -429,6 +430,7 @@ async fn a_revoked_link_stops_access_at_once() {
         user_id: "mum".into(),
         child_id: child.clone(),
         grantee_user_id: "nan".into(),
+        ..Default::default()
     };
     assert!(
         service.client().families.revoke_permission(revoke).await.unwrap().into_inner().revoked
@@ -473,6 +475,7 @@ async fn permissions_rank_manage_over_interact_over_view() {
             child_id: child.clone(),
             grantee_user_id: user_id.into(),
             permission: permission as i32,
+            ..Default::default()
         };
         service.client().families.grant_permission(grant).await.unwrap();
     }
@@ -499,6 +502,7 @@ async fn permissions_rank_manage_over_interact_over_view() {
         child_id: child.clone(),
         grantee_user_id: "stranger".into(),
         permission: pb::Permission::Manage as i32,
+        ..Default::default()
     };
     assert_eq!(
         client.families.grant_permission(grant).await.unwrap_err().code(),
@@ -528,6 +532,7 @@ async fn erasing_a_child_removes_hot_and_cold_state_with_a_receipt() {
         child_id: child.clone(),
         grantee_user_id: "dad".into(),
         permission: pb::Permission::Manage as i32,
+        ..Default::default()
     };
     service.client().families.grant_permission(grant).await.unwrap();
     // One ended (archived) session and one live one, each with a conversation.
@@ -590,6 +595,119 @@ async fn erasing_a_child_removes_hot_and_cold_state_with_a_receipt() {
     assert_eq!(service.turns("mum", &sibling_session.conversation_id).await.len(), 1);
     let get = pb::GetChildRequest { user_id: "mum".into(), child_id: sibling.clone() };
     service.client().families.get_child(get).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_finds_the_conversations_of_expired_sessions_through_the_childs_index() {
+    let service = Service::start().await;
+    service.user("mum").await;
+    let child = service.child("mum", "Pip").await;
+    let sibling = service.child("mum", "Kit").await;
+    let first = service.open("mum", &child).await.unwrap().session.unwrap();
+    service.append("mum", &first.session_id, "pineapple").await.unwrap();
+    service.suspend("mum", &first.session_id, 0).await.unwrap();
+    // The index lives at least as long as what it names.
+    let ttl = |key: String| service.redis.cli(&["TTL", &key]).trim().parse::<i64>().unwrap();
+    let index_ttl = ttl(format!("child_keys:{child}"));
+    assert!(index_ttl >= ttl(format!("conversation:{}", first.conversation_id)), "{index_ttl}");
+    assert!(index_ttl >= ttl(format!("suspended:{}", first.session_id)), "{index_ttl}");
+    // The reconnect window passes: the session's keys expire, the conversation stays.
+    service.redis.cli(&[
+        "DEL",
+        &format!("suspended:{}", first.session_id),
+        &format!("child_session:{child}"),
+    ]);
+    let gone = pb::GetSessionRequest { session_id: first.session_id.clone() };
+    assert_eq!(
+        service.client().sessions.get_session(gone).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(service.turns("mum", &first.conversation_id).await.len(), 1);
+    // A second session, never ended, whose turn is also kept; and the sibling's.
+    let second = service.open("mum", &child).await.unwrap().session.unwrap();
+    service.append("mum", &second.session_id, "pineapple again").await.unwrap();
+    let kept = service.open("mum", &sibling).await.unwrap().session.unwrap();
+    service.append("mum", &kept.session_id, "banana").await.unwrap();
+
+    let receipt = service
+        .client()
+        .families
+        .erase_child_data(child_ref("mum", &child))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((receipt.conversations, receipt.hot_sessions), (2, 1), "{receipt:?}");
+    for conversation in [&first.conversation_id, &second.conversation_id] {
+        let request = pb::GetConversationRequest {
+            conversation_id: conversation.clone(),
+            user_id: "mum".into(),
+        };
+        let gone = service.client().sessions.get_conversation(request).await.unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound);
+    }
+    assert_eq!(service.redis.keys_holding("pineapple"), Vec::<String>::new());
+    assert_eq!(service.redis.keys_holding(&child), Vec::<String>::new());
+    assert_eq!(service.turns("mum", &kept.conversation_id).await.len(), 1, "the sibling's stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_record_keeps_its_newest_turns_within_a_count_and_a_size() {
+    let service = Service::start().await;
+    service.user("mum").await;
+    let child = service.child("mum", "Lou").await;
+    let session = service.open("mum", &child).await.unwrap().session.unwrap();
+    for i in 0..205 {
+        service.append("mum", &session.session_id, &format!("turn-{i}")).await.unwrap();
+    }
+    let turns = service.turns("mum", &session.conversation_id).await;
+    assert_eq!(turns.len(), session_service::hot::MAX_CONVERSATION_TURNS);
+    assert_eq!(turns[0].user_text, "turn-5", "the oldest went first");
+    assert_eq!(turns.last().unwrap().user_text, "turn-204");
+
+    // Long exchanges: the record stays within its byte budget, the newest kept.
+    let long = "a".repeat(7_000);
+    for i in 0..60 {
+        service.append("mum", &session.session_id, &format!("long-{i}-{long}")).await.unwrap();
+    }
+    let key = format!("conversation:{}", session.conversation_id);
+    let bytes: usize = service.redis.cli(&["STRLEN", &key]).trim().parse().unwrap();
+    assert!(bytes <= session_service::hot::MAX_CONVERSATION_BYTES, "{bytes}");
+    let turns = service.turns("mum", &session.conversation_id).await;
+    assert!(turns.last().unwrap().user_text.starts_with("long-59-"));
+    assert!(turns.len() < 40, "{}", turns.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_co_parent_never_revives_another_members_suspended_session() {
+    let service = Service::start().await;
+    service.user("mum").await;
+    service.user("dad").await;
+    let child = service.child("mum", "Ada").await;
+    let grant = pb::GrantPermissionRequest {
+        user_id: "mum".into(),
+        child_id: child.clone(),
+        grantee_user_id: "dad".into(),
+        permission: pb::Permission::Interact as i32,
+        ..Default::default()
+    };
+    service.client().families.grant_permission(grant).await.unwrap();
+    let mums = service.open("mum", &child).await.unwrap().session.unwrap();
+    service.suspend("mum", &mums.session_id, 0).await.unwrap();
+
+    let dads = service.open("dad", &child).await.unwrap();
+    assert_eq!(dads.outcome, pb::OpenOutcome::Discovered as i32);
+    let found = dads.session.unwrap();
+    assert_eq!(
+        (found.session_id.as_str(), found.user_id.as_str()),
+        (mums.session_id.as_str(), "mum")
+    );
+    assert_eq!(found.state, pb::SessionState::Suspended as i32, "still suspended, not revived");
+    let get = pb::GetSessionRequest { session_id: mums.session_id.clone() };
+    let now = service.client().sessions.get_session(get).await.unwrap().into_inner();
+    assert_eq!(now.state, pb::SessionState::Suspended as i32);
+    // Mum herself resumes it.
+    let back = service.open("mum", &child).await.unwrap();
+    assert_eq!(back.outcome, pb::OpenOutcome::Resumed as i32);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,8 @@ use crate::vad::SegmenterConfig;
 pub struct Config {
     /// `STT_GRPC_ADDR`.
     pub grpc_addr: SocketAddr,
+    /// `GRPC_REFLECTION` (default: on when `grpc_addr` is loopback): server reflection.
+    pub grpc_reflection: bool,
     /// `ADMIN_ADDR`: metrics and health (default `127.0.0.1:9101`).
     pub admin_addr: SocketAddr,
     /// `WHISPER_MODEL_PATH`: a whisper.cpp ggml model file.
@@ -80,6 +82,7 @@ impl Config {
     pub fn from_reader(mut env: EnvReader) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let grpc_addr = env.parse("STT_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)));
+        let grpc_reflection = blob_kit::grpc::reflection_enabled(&mut env, &grpc_addr);
         let admin_addr = env.parse("ADMIN_ADDR", SocketAddr::from(([127, 0, 0, 1], 9101)));
         let model_path =
             PathBuf::from(env.string("WHISPER_MODEL_PATH", "models/ggml-base-q8_0.bin"));
@@ -169,6 +172,7 @@ impl Config {
         env.finish()?;
         Ok(Self {
             grpc_addr,
+            grpc_reflection,
             admin_addr,
             model_path,
             language,

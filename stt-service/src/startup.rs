@@ -23,6 +23,8 @@ pub struct Application {
     listener: TcpListener,
     service: SttService,
     readiness: Readiness,
+    /// Serve gRPC reflection (`GRPC_REFLECTION`).
+    reflection: bool,
     admin_addr: SocketAddr,
 }
 
@@ -91,6 +93,7 @@ impl Application {
             listener,
             service: SttService::new(Arc::new(engine), settings),
             readiness,
+            reflection: config.grpc_reflection,
             admin_addr,
         })
     }
@@ -117,7 +120,7 @@ impl Application {
             self.listener,
             routes,
             &["blob.stt.v1.SpeechToText"],
-            &[blob_proto::FILE_DESCRIPTOR_SET],
+            if self.reflection { &[blob_proto::FILE_DESCRIPTOR_SET] } else { &[] },
             self.readiness,
             shutdown,
         )

@@ -16,11 +16,19 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use crate::admin::Readiness;
 use crate::shutdown::DEFAULT_GRACE;
 
+/// `GRPC_REFLECTION`: whether a server describes its services to anyone who asks (grpcurl).
+/// By default only on a loopback address, i.e. on a developer's machine: in a cluster the
+/// schema is not handed to whoever reaches the port.
+pub fn reflection_enabled(env: &mut crate::config::EnvReader, addr: &std::net::SocketAddr) -> bool {
+    env.flag("GRPC_REFLECTION", addr.ip().is_loopback())
+}
+
 /// Serves `routes` on `listener` until `shutdown` completes.
 ///
 /// `services` are the fully qualified names reported by `grpc.health.v1` (the empty name, the
 /// whole server, is always reported). `descriptors` are encoded file descriptor sets for
-/// reflection (v1 and v1alpha, so older grpcurl builds work too). `readiness` (the admin
+/// reflection (v1 and v1alpha, so older grpcurl builds work too); none, no reflection at all
+/// (see [`reflection_enabled`]). `readiness` (the admin
 /// server's) turns ready now. When `shutdown` fires, `readiness` and every service turn not
 /// ready (`NOT_SERVING`) first, then in-flight calls drain for at most the grace period.
 pub async fn serve(
@@ -38,17 +46,19 @@ pub async fn serve(
         reporter.set_service_status(name, ServingStatus::Serving).await;
     }
 
-    let mut v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let mut v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for set in descriptors {
-        v1 = v1.register_encoded_file_descriptor_set(set);
-        v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
-    }
     routes.add_service(health_service);
-    routes.add_service(v1.build_v1().context("building reflection v1")?);
-    routes.add_service(v1alpha.build_v1alpha().context("building reflection v1alpha")?);
+    if !descriptors.is_empty() {
+        let mut v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let mut v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for set in descriptors {
+            v1 = v1.register_encoded_file_descriptor_set(set);
+            v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
+        }
+        routes.add_service(v1.build_v1().context("building reflection v1")?);
+        routes.add_service(v1alpha.build_v1alpha().context("building reflection v1alpha")?);
+    }
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     readiness.set(true);
@@ -178,5 +188,24 @@ impl Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod reflection_tests {
+    use super::reflection_enabled;
+    use crate::config::EnvReader;
+
+    #[test]
+    fn reflection_is_on_for_loopback_only_unless_set() {
+        let loopback = "127.0.0.1:50051".parse().unwrap();
+        let any = "0.0.0.0:50051".parse().unwrap();
+        let unset = || EnvReader::from_pairs(Vec::<(String, String)>::new());
+        assert!(reflection_enabled(&mut unset(), &loopback));
+        assert!(!reflection_enabled(&mut unset(), &any));
+        let mut on = EnvReader::from_pairs([("GRPC_REFLECTION", "true")]);
+        assert!(reflection_enabled(&mut on, &any));
+        let mut off = EnvReader::from_pairs([("GRPC_REFLECTION", "false")]);
+        assert!(!reflection_enabled(&mut off, &loopback));
     }
 }

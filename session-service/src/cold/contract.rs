@@ -49,6 +49,8 @@ pub fn cases() -> Vec<Case> {
         soft_delete_hides_nothing_and_keeps_the_first_time,
         links_are_created_only_if_absent,
         links_list_oldest_first,
+        a_childs_members_list_oldest_first,
+        users_are_found_by_email,
         permissions_are_granted_and_revoked,
         ids_with_slashes_are_refused,
         progress_updates_are_transactional,
@@ -300,6 +302,34 @@ async fn links_list_oldest_first(store: Store) {
     let order: Vec<String> =
         store.list_links("pa").await.unwrap().into_iter().map(|l| l.child_id).collect();
     assert_eq!(order, ["zz", "aa", "mm"]);
+}
+
+async fn a_childs_members_list_oldest_first(store: Store) {
+    store.create_link_if_absent(&link("zed", "c1", Permission::Manage)).await.unwrap();
+    tick().await;
+    store.create_link_if_absent(&link("amy", "c1", Permission::View)).await.unwrap();
+    store.create_link_if_absent(&link("amy", "c2", Permission::Manage)).await.unwrap();
+    let members: Vec<(String, Permission)> = store
+        .list_child_links("c1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.user_id, l.permission))
+        .collect();
+    assert_eq!(
+        members,
+        [("zed".to_owned(), Permission::Manage), ("amy".to_owned(), Permission::View)]
+    );
+    assert!(store.list_child_links("nobody").await.unwrap().is_empty());
+}
+
+async fn users_are_found_by_email(store: Store) {
+    store.upsert_user("u-1", "ada@example.com", "Ada").await.unwrap();
+    store.upsert_user("u-2", "bo@example.com", "Bo").await.unwrap();
+    let found = store.find_user_by_email("ada@example.com").await.unwrap().unwrap();
+    assert_eq!(found.user_id, "u-1");
+    assert_eq!(store.find_user_by_email("cy@example.com").await.unwrap(), None);
+    assert_eq!(store.find_user_by_email("").await.unwrap(), None);
 }
 
 async fn permissions_are_granted_and_revoked(store: Store) {

@@ -244,6 +244,33 @@ impl ColdStore for FirestoreColdStore {
         self.update_user(user_id, &change.fields(), |user| change.apply(user)).await
     }
 
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, ColdError> {
+        if email.is_empty() {
+            return Ok(None);
+        }
+        let mut found: Vec<UserRecord> = self.query_eq(USERS, "email", email).await?;
+        found.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        Ok(found.into_iter().next())
+    }
+
+    async fn list_child_links(&self, child_id: &str) -> Result<Vec<FamilyLink>, ColdError> {
+        check_id("child_id", child_id)?;
+        let owned = child_id.to_owned();
+        let mut links: Vec<FamilyLink> = self
+            .db
+            .fluent()
+            .select()
+            .from(FAMILY_LINKS)
+            .all_descendants()
+            .filter(move |q| q.field("child_id").eq(owned.as_str()))
+            .obj()
+            .query()
+            .await
+            .map_err(map_error)?;
+        super::sort_child_links(&mut links);
+        Ok(links)
+    }
+
     async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError> {
         check_id("user_id", user_id)?;
         let parent = self.db.parent_path(USERS, user_id).map_err(map_error)?;

@@ -91,6 +91,26 @@ impl ColdStore for MemoryColdStore {
         Ok(user.clone())
     }
 
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, ColdError> {
+        if email.is_empty() {
+            return Ok(None);
+        }
+        let memory = self.inner.read().await;
+        let mut found: Vec<&UserRecord> =
+            memory.users.values().filter(|u| u.email == email).collect();
+        found.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        Ok(found.first().map(|u| (*u).clone()))
+    }
+
+    async fn list_child_links(&self, child_id: &str) -> Result<Vec<FamilyLink>, ColdError> {
+        check_id("child_id", child_id)?;
+        let memory = self.inner.read().await;
+        let mut links: Vec<FamilyLink> =
+            memory.links.values().filter(|l| l.child_id == child_id).cloned().collect();
+        super::sort_child_links(&mut links);
+        Ok(links)
+    }
+
     async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError> {
         check_id("user_id", user_id)?;
         let memory = self.inner.read().await;

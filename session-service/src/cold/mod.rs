@@ -412,8 +412,15 @@ pub trait ColdStore: Send + Sync + 'static {
         change: &ProfileChange,
     ) -> Result<UserRecord, ColdError>;
 
+    /// The user who signed in with this email (compared as stored, lower-cased by callers),
+    /// if any.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, ColdError>;
+
     /// The user's family links, oldest first (ties by child id).
     async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError>;
+
+    /// Every family link to the child (its members), oldest first (ties by user id).
+    async fn list_child_links(&self, child_id: &str) -> Result<Vec<FamilyLink>, ColdError>;
 
     /// One family link.
     async fn get_link(
@@ -494,6 +501,11 @@ pub trait ColdStore: Send + Sync + 'static {
 /// Sorts progress most recently updated first, ties by lesson id.
 pub(crate) fn sort_progress(progress: &mut [LessonProgress]) {
     progress.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.lesson_id.cmp(&b.lesson_id)));
+}
+
+/// Sorts a child's links oldest first, ties by user id.
+pub(crate) fn sort_child_links(links: &mut [FamilyLink]) {
+    links.sort_by(|a, b| (a.created_at, &a.user_id).cmp(&(b.created_at, &b.user_id)));
 }
 
 /// Sorts links oldest first, ties by child id.

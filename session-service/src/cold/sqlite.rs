@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS users (
     uid TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS users_by_email ON users (json_extract(doc, '$.email'));
 CREATE TABLE IF NOT EXISTS family_links (
     uid TEXT NOT NULL,
     child_id TEXT NOT NULL,
@@ -275,6 +276,30 @@ impl ColdStore for SqliteColdStore {
     ) -> Result<UserRecord, ColdError> {
         let change = change.clone();
         self.update_user(user_id, move |user| change.apply(user)).await
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, ColdError> {
+        if email.is_empty() {
+            return Ok(None);
+        }
+        let email = email.to_owned();
+        self.with(move |c| {
+            one(c, "SELECT doc FROM users WHERE json_extract(doc, '$.email') = ?1 LIMIT 1", [email])
+        })
+        .await
+    }
+
+    async fn list_child_links(&self, child_id: &str) -> Result<Vec<FamilyLink>, ColdError> {
+        check_id("child_id", child_id)?;
+        let child_id = child_id.to_owned();
+        self.with(move |c| {
+            all(
+                c,
+                "SELECT doc FROM family_links WHERE child_id = ?1 ORDER BY created_at, uid",
+                [child_id],
+            )
+        })
+        .await
     }
 
     async fn list_links(&self, user_id: &str) -> Result<Vec<FamilyLink>, ColdError> {

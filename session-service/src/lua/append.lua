@@ -3,6 +3,8 @@
 -- ARGV[1] caller's user id, ARGV[2] JSON list of turns, ARGV[3] now (RFC 3339)
 -- ARGV[4] session TTL (s), ARGV[5] conversation TTL (s)
 -- ARGV[6] JSON list of the child's pauses to keep with the conversation, or '' to leave them
+-- ARGV[7] the child's index TTL (s), ARGV[8] most turns kept, ARGV[9] most bytes kept
+-- The oldest turns are dropped to keep within both (the newest turn always stays).
 -- Returns {'missing'}, {'forbidden'} or {'ok', turn count}.
 local raw = redis.call('GET', KEYS[1])
 local live = true
@@ -45,7 +47,16 @@ end
 if ARGV[6] ~= '' then
   conv.pauses_ms = cjson.decode(ARGV[6])
 end
-redis.call('SET', conv_key, cjson.encode(conv), 'EX', ARGV[5])
+while #conv.turns > tonumber(ARGV[8]) do
+  table.remove(conv.turns, 1)
+end
+local encoded = cjson.encode(conv)
+while #encoded > tonumber(ARGV[9]) and #conv.turns > 1 do
+  table.remove(conv.turns, 1)
+  encoded = cjson.encode(conv)
+end
+redis.call('SET', conv_key, encoded, 'EX', ARGV[5])
+index_child(s.child_id, ARGV[7], {conv_key, KEYS[1], KEYS[2], 'events:' .. s.session_id})
 if live then
   s.last_activity_at = ARGV[3]
   redis.call('SET', KEYS[1], cjson.encode(s), 'EX', ARGV[4])

@@ -1,5 +1,5 @@
 -- Claim an idempotency key, or read what its first use stored.
--- KEYS[1] idempotency:{key}
+-- KEYS[1] idempotency:{user_id}:{key}
 -- ARGV[1] fingerprint (owner and request digest), ARGV[2] claim TTL (s)
 -- Returns {'claimed'}, {'in_progress'}, {'mismatch'} or {'replay', status, body}.
 local raw = redis.call('GET', KEYS[1])

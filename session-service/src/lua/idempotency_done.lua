@@ -1,5 +1,5 @@
 -- Store the response of a claimed idempotency key, or release the claim.
--- KEYS[1] idempotency:{key}
+-- KEYS[1] idempotency:{user_id}:{key}
 -- ARGV[1] fingerprint, ARGV[2] 'store' or 'release', ARGV[3] status, ARGV[4] body, ARGV[5] TTL (s)
 -- Only the request that claimed the key (same fingerprint, still pending) may complete it.
 -- Returns 1 when done, 0 when the claim was not ours (expired and taken, or already done).

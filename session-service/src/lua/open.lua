@@ -2,7 +2,7 @@
 -- KEYS[1] child_session:{child_id}
 -- ARGV[1] new session JSON, ARGV[2] new session id, ARGV[3] session TTL (s), ARGV[4] now (RFC 3339)
 -- ARGV[5] conversation to continue ('' for a new one), ARGV[6] user id, ARGV[7] child id
--- ARGV[8] conversation TTL (s)
+-- ARGV[8] conversation TTL (s), ARGV[9] the child's index TTL (s)
 -- Returns {outcome, session JSON}: outcome is created, reattached, discovered or resumed; or
 -- {'no_conversation'} (missing, or another user's) or {'other_child'} for ARGV[5].
 local conv_key
@@ -30,6 +30,10 @@ if sid then
   local suspended = redis.call('GET', 'suspended:' .. sid)
   if suspended then
     local s = cjson.decode(suspended)
+    if s.user_id ~= ARGV[6] then
+      -- Another member's session: reported, never revived by someone else.
+      return {'discovered', suspended}
+    end
     s.state = 'active'
     s.last_activity_at = ARGV[4]
     local encoded = cjson.encode(s)
@@ -62,6 +66,7 @@ else
   }
 end
 redis.call('SET', conv_key, cjson.encode(conv), 'EX', ARGV[8])
+index_child(ARGV[7], ARGV[9], {conv_key, 'session:' .. ARGV[2], 'suspended:' .. ARGV[2], 'events:' .. ARGV[2]})
 redis.call('SET', 'session:' .. ARGV[2], fresh, 'EX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return {outcome, fresh}

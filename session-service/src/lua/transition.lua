@@ -3,7 +3,7 @@
 -- ARGV[1] operation: attach | resume | suspend | pause | unpause
 -- ARGV[2] caller's user id ('' skips the owner check), ARGV[3] now (RFC 3339)
 -- ARGV[4] session TTL (s), ARGV[5] reconnect window (s)
--- ARGV[6] for suspend: the socket's epoch ('0' = unconditional)
+-- ARGV[6] for suspend: the socket's epoch ('0' = unconditional), ARGV[7] the child's index TTL (s)
 -- Returns {'missing'}, {'forbidden'}, {'stale', session JSON} (suspend by a socket a newer one
 -- has replaced) or {state before ('active'|'suspended'), session JSON after}.
 -- Pause, unpause and attach are announced on session_signals:{id} for the sockets watching.
@@ -26,6 +26,7 @@ local points_here = redis.call('GET', child_key) == s.session_id
 s.last_activity_at = ARGV[3]
 
 local signals = 'session_signals:' .. s.session_id
+index_child(s.child_id, ARGV[7], {KEYS[1], KEYS[2]})
 
 if op == 'suspend' then
   if before == 'suspended' then

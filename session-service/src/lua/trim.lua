@@ -1,7 +1,7 @@
 -- Cut Blob's answer in one exchange to what the child heard, atomically.
 -- KEYS[1] session:{id}, KEYS[2] suspended:{id}
 -- ARGV[1] caller's user id, ARGV[2] request id of the exchange, ARGV[3] the answer as heard,
--- ARGV[4] conversation TTL (s)
+-- ARGV[4] conversation TTL (s), ARGV[5] the child's index TTL (s)
 -- Only shortens: the new text must be a prefix of the stored one.
 -- Returns {'missing'}, {'forbidden'}, {'no_turn'} or {'ok', turn count}.
 local raw = redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[2])
@@ -29,6 +29,7 @@ for i = #conv.turns, 1, -1 do
       turn.assistant_text = heard
       turn.interrupted = true
       redis.call('SET', conv_key, cjson.encode(conv), 'EX', ARGV[4])
+      index_child(s.child_id, ARGV[5], {conv_key})
     end
     return {'ok', #conv.turns}
   end

@@ -11,17 +11,27 @@ use tonic::{Request, Response, Status};
 use super::{Core, required};
 use crate::hot::Idempotency;
 
-/// Largest response kept for an idempotency key, in bytes.
-const MAX_IDEMPOTENT_BODY_BYTES: usize = 256 * 1024;
+/// Largest response kept for an idempotency key, in bytes (the gateway keeps bodies up to
+/// 16 KiB, sealed and base64-encoded).
+const MAX_IDEMPOTENT_BODY_BYTES: usize = 32 * 1024;
+
+/// How long a raised token generation is kept: longer than the longest backend token lives
+/// (`BACKEND_JWT_TTL_SECONDS` is at most a day), so no token from before a sign-out revives.
+const TOKEN_GENERATION_KEEP_SECONDS: u64 = 2 * 86_400;
 
 /// The edge guard service.
 #[derive(Clone)]
 pub struct EdgeGuardService(pub(super) Core);
 
-fn check_idempotency_key(key: &str) -> Result<(), Status> {
+/// Keys are scoped to the user who sent them: one user's key never meets another's.
+fn check_idempotency_key(key: &str, owner: &str) -> Result<(), Status> {
     if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ErrorKind::InvalidArgument
             .status("an idempotency key is 1-128 visible ASCII characters"));
+    }
+    required(owner, "owner")?;
+    if owner.len() > 128 || !owner.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ErrorKind::InvalidArgument.status("owner is a user id"));
     }
     Ok(())
 }
@@ -35,16 +45,58 @@ impl EdgeGuard for EdgeGuardService {
     ) -> Result<Response<pb::ThrottleResponse>, Status> {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
-        if req.limit == 0 || req.window_seconds == 0 {
-            return Err(ErrorKind::InvalidArgument.status("limit and window_seconds must be set"));
+        let counted = req.limit > 0;
+        if counted && req.window_seconds == 0 {
+            return Err(ErrorKind::InvalidArgument.status("window_seconds must be set"));
         }
-        let (count, seconds_left) = self.0.hot.throttle(&req.user_id, req.window_seconds).await?;
-        let allowed = count <= u64::from(req.limit);
+        let found = self
+            .0
+            .hot
+            .throttle(&req.user_id, req.window_seconds, counted, req.token_generation)
+            .await?;
+        let allowed = !found.signed_out && (!counted || found.count <= u64::from(req.limit));
         Ok(Response::new(pb::ThrottleResponse {
             allowed,
-            remaining: u64::from(req.limit).saturating_sub(count) as u32,
-            retry_after_seconds: seconds_left,
+            remaining: u64::from(req.limit).saturating_sub(found.count) as u32,
+            retry_after_seconds: found.seconds_left,
+            signed_out: found.signed_out,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn check_token(
+        &self,
+        request: Request<pb::CheckTokenRequest>,
+    ) -> Result<Response<pb::CheckTokenResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let current = self.0.hot.token_generation(&req.user_id).await?;
+        Ok(Response::new(pb::CheckTokenResponse {
+            valid: req.token_generation >= current,
+            current_generation: current,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn sign_out(
+        &self,
+        request: Request<pb::SignOutRequest>,
+    ) -> Result<Response<pb::SignOutResponse>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let generation = self.0.hot.sign_out(&req.user_id, TOKEN_GENERATION_KEEP_SECONDS).await?;
+        // The sessions they hold end too: a signed-out phone stops talking.
+        let mut sessions_ended = 0;
+        for link in self.0.cold.list_links(&req.user_id).await? {
+            if let Some(session) = self.0.hot.child_session(&link.child_id).await?
+                && session.user_id == req.user_id
+            {
+                self.0.finish_session(&session).await?;
+                sessions_ended += 1;
+            }
+        }
+        tracing::info!(generation, sessions_ended, "signed out everywhere");
+        Ok(Response::new(pb::SignOutResponse { generation, sessions_ended }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -53,11 +105,11 @@ impl EdgeGuard for EdgeGuardService {
         request: Request<pb::BeginIdempotentRequest>,
     ) -> Result<Response<pb::BeginIdempotentResponse>, Status> {
         let req = request.into_inner();
-        check_idempotency_key(&req.key)?;
+        check_idempotency_key(&req.key, &req.owner)?;
         required(&req.fingerprint, "fingerprint")?;
         let claim = req.claim_seconds.clamp(1, 300);
-        let fingerprint = format!("{}:{}", req.owner, req.fingerprint);
-        let found = self.0.hot.begin_idempotent(&req.key, &fingerprint, claim).await?;
+        let found =
+            self.0.hot.begin_idempotent(&req.owner, &req.key, &req.fingerprint, claim).await?;
         let (outcome, status, body) = match found {
             Idempotency::Claimed => (pb::IdempotencyOutcome::Claimed, 0, String::new()),
             Idempotency::InProgress => (pb::IdempotencyOutcome::InProgress, 0, String::new()),
@@ -73,14 +125,16 @@ impl EdgeGuard for EdgeGuardService {
         request: Request<pb::CompleteIdempotentRequest>,
     ) -> Result<Response<pb::CompleteIdempotentResponse>, Status> {
         let req = request.into_inner();
-        check_idempotency_key(&req.key)?;
-        if req.body.len() > MAX_IDEMPOTENT_BODY_BYTES {
-            return Err(ErrorKind::InvalidArgument.status("response too large to keep"));
-        }
-        let fingerprint = format!("{}:{}", req.owner, req.fingerprint);
-        let response = req.store.then_some((req.status, req.body.as_str()));
+        check_idempotency_key(&req.key, &req.owner)?;
+        // Too large to keep: the claim is released, so a retry runs the request again.
+        let store = req.store && req.body.len() <= MAX_IDEMPOTENT_BODY_BYTES;
+        let response = store.then_some((req.status, req.body.as_str()));
         let ttl = req.ttl_seconds.clamp(1, 7 * 86_400);
-        let ours = self.0.hot.complete_idempotent(&req.key, &fingerprint, response, ttl).await?;
+        let ours = self
+            .0
+            .hot
+            .complete_idempotent(&req.owner, &req.key, &req.fingerprint, response, ttl)
+            .await?;
         if !ours {
             tracing::warn!("idempotency claim expired before its response was stored");
         }

@@ -12,9 +12,39 @@ use crate::cold::{ChildRecord, ColdError, FamilyLink, Permission, ProfileChange}
 use crate::convert::{access_proto, link_proto, user_proto};
 use crate::timestamp::Timestamp;
 
+/// Most children one account may be linked to, its own and those shared with it (the backend
+/// token and every list stay bounded).
+pub(super) const MAX_LINKS_PER_USER: usize = 20;
+/// Most people one child may be shared with, its managers included.
+pub(super) const MAX_MEMBERS_PER_CHILD: usize = 8;
+
 /// The families service.
 #[derive(Clone)]
 pub struct FamiliesService(pub(super) Core);
+
+impl FamiliesService {
+    /// A user who signed in, by id or (when the id is empty) by email.
+    async fn member(
+        &self,
+        user_id: &str,
+        email: &str,
+    ) -> Result<Option<crate::cold::UserRecord>, Status> {
+        let email = email.trim().to_lowercase();
+        Ok(match (user_id, email.as_str()) {
+            ("", "") => {
+                return Err(ErrorKind::InvalidArgument
+                    .status("grantee_user_id or grantee_email is required"));
+            }
+            ("", email) => {
+                if email.len() > 254 || !email.contains('@') {
+                    return Err(ErrorKind::InvalidArgument.status("grantee_email is not an email"));
+                }
+                self.0.cold.find_user_by_email(email).await?
+            }
+            (user_id, _) => self.0.cold.get_user(user_id).await?,
+        })
+    }
+}
 
 #[tonic::async_trait]
 impl Families for FamiliesService {
@@ -25,7 +55,9 @@ impl Families for FamiliesService {
     ) -> Result<Response<pb::User>, Status> {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
-        let user = self.0.cold.upsert_user(&req.user_id, &req.email, &req.display_name).await?;
+        // Emails are kept lower-cased: a co-parent is found by email whatever its case.
+        let email = req.email.trim().to_lowercase();
+        let user = self.0.cold.upsert_user(&req.user_id, &email, &req.display_name).await?;
         Ok(Response::new(user_proto(user)))
     }
 
@@ -114,6 +146,11 @@ impl Families for FamiliesService {
             "" => validate::DEFAULT_LEVEL,
             level => validate::current_level(level).map_err(invalid)?,
         };
+        if self.0.cold.list_links(&req.user_id).await?.len() >= MAX_LINKS_PER_USER {
+            return Err(ErrorKind::FailedPrecondition.status(format!(
+                "an account can have at most {MAX_LINKS_PER_USER} children, own and shared"
+            )));
+        }
         let now = Timestamp::now();
         let child = ChildRecord {
             child_id: uuid::Uuid::new_v4().to_string(),
@@ -205,22 +242,53 @@ impl Families for FamiliesService {
     ) -> Result<Response<pb::FamilyLink>, Status> {
         let req = request.into_inner();
         self.0.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
-        required(&req.grantee_user_id, "grantee_user_id")?;
         let permission = Permission::from_proto(req.permission)
             .ok_or_else(|| ErrorKind::InvalidArgument.status("permission is required"))?;
-        if req.grantee_user_id == req.user_id {
+        // Only someone who signed in to Blob can be given access: nobody is added to a family
+        // they never joined.
+        let grantee = self.member(&req.grantee_user_id, &req.grantee_email).await?.ok_or_else(
+            || {
+                ErrorKind::FailedPrecondition.status(
+                    "nobody with that id or email has signed in to Blob yet: they sign in once, then you can share",
+                )
+            },
+        )?;
+        if grantee.user_id == req.user_id {
             return Err(ErrorKind::InvalidArgument.status("you cannot change your own access"));
         }
+        let cold = &self.0.cold;
+        let members = cold.list_child_links(&req.child_id).await?;
+        if !members.iter().any(|l| l.user_id == grantee.user_id) {
+            if members.len() >= MAX_MEMBERS_PER_CHILD {
+                return Err(ErrorKind::FailedPrecondition.status(format!(
+                    "a child can be shared with at most {MAX_MEMBERS_PER_CHILD} people"
+                )));
+            }
+            if cold.list_links(&grantee.user_id).await?.len() >= MAX_LINKS_PER_USER {
+                return Err(ErrorKind::FailedPrecondition.status(format!(
+                    "that person already has {MAX_LINKS_PER_USER} children, the most one account may have"
+                )));
+            }
+        }
         let link = FamilyLink {
-            user_id: req.grantee_user_id,
+            user_id: grantee.user_id,
             child_id: req.child_id,
             permission,
             granted_by: req.user_id,
             created_at: Timestamp::now(),
         };
-        let stored = self.0.cold.grant_permission(&link).await?;
+        let stored = cold.grant_permission(&link).await?;
+        // Down to view: a session the grantee holds for the child ends, closing their socket.
+        if permission < Permission::Interact
+            && let Some(session) = self.0.hot.child_session(&stored.child_id).await?
+            && session.user_id == stored.user_id
+        {
+            self.0.finish_session(&session).await?;
+        }
         tracing::info!(grantee = %stored.user_id, ?permission, "permission granted");
-        Ok(Response::new(link_proto(stored)))
+        let mut link = link_proto(stored);
+        link.email = grantee.email;
+        Ok(Response::new(link))
     }
 
     #[tracing::instrument(skip_all, fields(child_id = %request.get_ref().child_id))]
@@ -229,19 +297,52 @@ impl Families for FamiliesService {
         request: Request<pb::RevokePermissionRequest>,
     ) -> Result<Response<pb::RevokePermissionResponse>, Status> {
         let req = request.into_inner();
-        self.0.require_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
-        required(&req.grantee_user_id, "grantee_user_id")?;
-        if req.grantee_user_id == req.user_id {
-            return Err(ErrorKind::InvalidArgument.status("you cannot revoke your own access"));
-        }
-        let revoked = self.0.cold.revoke_link(&req.grantee_user_id, &req.child_id).await?;
+        let (_, own) =
+            self.0.require_permission(&req.user_id, &req.child_id, Permission::View).await?;
+        let leaving = req.grantee_user_id == req.user_id
+            || (req.grantee_user_id.is_empty() && req.grantee_email.is_empty());
+        let grantee = if leaving {
+            // Anyone may leave a child they were given; the last manager may not orphan it.
+            if own == Permission::Manage {
+                let managers = self
+                    .0
+                    .cold
+                    .list_child_links(&req.child_id)
+                    .await?
+                    .into_iter()
+                    .filter(|l| l.permission == Permission::Manage)
+                    .count();
+                if managers <= 1 {
+                    return Err(ErrorKind::FailedPrecondition.status(
+                        "you are the child's only manager: give manage to someone else first, or erase the child's data",
+                    ));
+                }
+            }
+            req.user_id.clone()
+        } else {
+            if own < Permission::Manage {
+                return Err(ErrorKind::PermissionDenied
+                    .status("only a manager can take someone else's access away"));
+            }
+            match self.member(&req.grantee_user_id, &req.grantee_email).await? {
+                Some(user) if user.user_id == req.user_id => {
+                    return Err(ErrorKind::InvalidArgument
+                        .status("to leave, revoke your own access by your own id"));
+                }
+                Some(user) => user.user_id,
+                // Never signed in: there is no link to remove.
+                None if !req.grantee_user_id.is_empty() => req.grantee_user_id.clone(),
+                None => return Ok(Response::new(pb::RevokePermissionResponse { revoked: false })),
+            }
+        };
+        let revoked = self.0.cold.revoke_link(&grantee, &req.child_id).await?;
         // A session the revoked user holds for the child ends now, closing their socket.
         if let Some(session) = self.0.hot.child_session(&req.child_id).await?
-            && session.user_id == req.grantee_user_id
+            && session.user_id == grantee
         {
             self.0.finish_session(&session).await?;
         }
-        tracing::info!(grantee = %req.grantee_user_id, revoked, "permission revoked");
+        tracing::info!(%grantee, leaving, revoked, "permission revoked");
         Ok(Response::new(pb::RevokePermissionResponse { revoked }))
     }
 
@@ -254,31 +355,40 @@ impl Families for FamiliesService {
         // A soft-deleted profile can still be erased by whoever manages it.
         self.0.link_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
         let (hot, cold) = (&self.0.hot, &self.0.cold);
-        // Hot state first, so no socket keeps talking while the rest goes.
-        let mut conversations = Vec::new();
-        let mut hot_sessions = 0;
-        if let Some(session) = hot.child_session(&req.child_id).await? {
-            if hot.remove(&session).await? {
-                hot_sessions += 1;
-            }
-            self.0.announce_end(&session.session_id).await;
-            conversations.push(session.conversation_id);
+        // Hot state first, so no socket keeps talking while the rest goes. The child's index
+        // names every session, replay log and conversation it had in Redis, expired sessions'
+        // conversations included; archived sessions name theirs too.
+        let live = hot.child_session(&req.child_id).await?;
+        let mut extra: Vec<String> = cold
+            .list_archived_sessions(&req.child_id)
+            .await?
+            .into_iter()
+            .map(|a| format!("conversation:{}", a.session.conversation_id))
+            .collect();
+        if let Some(session) = &live {
+            let id = &session.session_id;
+            extra.extend([
+                format!("session:{id}"),
+                format!("suspended:{id}"),
+                format!("events:{id}"),
+                format!("conversation:{}", session.conversation_id),
+            ]);
         }
-        let archived = cold.list_archived_sessions(&req.child_id).await?;
-        conversations.extend(archived.into_iter().map(|a| a.session.conversation_id));
-        conversations.sort_unstable();
-        conversations.dedup();
-        let removed_conversations = hot.delete_conversations(&conversations).await?;
+        let erased = hot.erase_child(&req.child_id, &extra).await?;
+        if let Some(session) = &live {
+            self.0.announce_end(&session.session_id).await;
+        }
         let counts = cold.erase_child(&req.child_id).await?;
-        tracing::info!(?counts, hot_sessions, removed_conversations, "child data erased");
+        tracing::info!(?counts, ?erased, "child data erased");
         Ok(Response::new(pb::ErasureReceipt {
             child_id: req.child_id,
             children: counts.children,
             family_links: counts.family_links,
             progress: counts.progress,
             archived_sessions: counts.sessions,
-            hot_sessions,
-            conversations: removed_conversations,
+            hot_sessions: erased.sessions,
+            conversations: erased.conversations,
+            event_logs: erased.event_logs,
             erased_at_ms: Timestamp::now().unix_ms(),
         }))
     }
