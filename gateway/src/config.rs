@@ -56,6 +56,11 @@ pub struct Config {
     /// `FIREBASE_AUTH_EMULATOR_HOST` set: accept the Auth emulator's unsigned tokens
     /// (only with a `demo-*` project).
     pub firebase_auth_emulator: bool,
+    /// `FIREBASE_REQUIRE_VERIFIED_EMAIL` (default true): refuse accounts whose email the
+    /// provider has not verified.
+    pub require_verified_email: bool,
+    /// `FIREBASE_ALLOW_ANONYMOUS` (default false): accept anonymous Firebase accounts.
+    pub allow_anonymous: bool,
     /// `BACKEND_JWT_SECRET` (at least 32 bytes; local mode makes a random one when unset).
     pub jwt_secret: SecretString,
     /// `BACKEND_JWT_TTL_SECONDS` (default 3600).
@@ -84,6 +89,12 @@ pub struct HttpSettings {
     /// `CORS_ALLOWED_ORIGINS` (default none): comma-separated origins allowed to call the API
     /// from a browser, or `*`.
     pub cors_allowed_origins: Vec<String>,
+    /// `RATE_LIMIT_PER_ADDRESS_PER_MINUTE` (default 30; 0 turns it off): calls per client
+    /// address a minute to sign-in, token exchange, refresh and `/health/services`.
+    pub rate_limit_per_address_per_minute: u32,
+    /// `CLIENT_ADDRESS_HEADER` (default none): the header whose last entry is the client's
+    /// address, set by the trusted proxy in front (`x-forwarded-for`); none: the peer address.
+    pub client_address_header: Option<String>,
 }
 
 /// Voice socket limits and timers.
@@ -100,6 +111,10 @@ pub struct WsSettings {
     /// `LEGACY_BINARY_SUPPORT` (default true, as in the proof of concept): binary messages
     /// without the v4 header are PCM.
     pub legacy_binary: bool,
+    /// `WS_MAX_AUDIO_SPEED` (default 1.5): audio a socket may send per second of real time.
+    pub max_audio_speed: f64,
+    /// `WS_AUDIO_BURST_SECONDS` (default 30): audio a socket may send at once.
+    pub audio_burst_seconds: f64,
 }
 
 impl Default for WsSettings {
@@ -110,6 +125,8 @@ impl Default for WsSettings {
             max_messages_per_second: 25,
             outbound_queue: 256,
             legacy_binary: true,
+            max_audio_speed: 1.5,
+            audio_burst_seconds: 30.0,
         }
     }
 }
@@ -146,6 +163,15 @@ impl Config {
                 }
             };
         let local = auth_provider == AuthProvider::Local;
+        // Local sign-in hands a token to anyone who asks: on a network address, only when told
+        // so by a variable that names the danger.
+        let insecure_on_network = env.flag("INSECURE_LOCAL_SIGN_IN_ON_NETWORK", false);
+        env.check(!local || http_addr.ip().is_loopback() || insecure_on_network, || {
+            format!(
+                "AUTH_PROVIDER=local lets anyone sign in: GATEWAY_HTTP_ADDR={http_addr} is not loopback; \
+                 listen on 127.0.0.1, or set INSECURE_LOCAL_SIGN_IN_ON_NETWORK=true where only you can reach it"
+            )
+        });
         let console_enabled = env.parse("CONSOLE_ENABLED", local);
         let firebase_project_id = match env.optional("FIREBASE_PROJECT_ID") {
             Some(id) => id,
@@ -168,11 +194,16 @@ impl Config {
                 "FIREBASE_AUTH_EMULATOR_HOST accepts unsigned tokens, so it needs a demo-* FIREBASE_PROJECT_ID, got {firebase_project_id:?}"
             )
         });
+        let require_verified_email = env.flag("FIREBASE_REQUIRE_VERIFIED_EMAIL", true);
+        let allow_anonymous = env.flag("FIREBASE_ALLOW_ANONYMOUS", false);
         let jwt_secret = match env.secret("BACKEND_JWT_SECRET") {
             Some(secret) => {
                 env.check(local || secret.expose_secret().len() >= 32, || {
                     "BACKEND_JWT_SECRET must be at least 32 bytes".to_owned()
                 });
+                if let Err(why) = strong_secret(secret.expose_secret()) {
+                    env.problem(format!("BACKEND_JWT_SECRET {why}: use `openssl rand -base64 48`"));
+                }
                 secret
             }
             None if local => SecretString::from(random_secret()),
@@ -182,8 +213,8 @@ impl Config {
             }
         };
         let jwt_ttl = env.parse("BACKEND_JWT_TTL_SECONDS", 3600u64);
-        env.check((60..=30 * 86_400).contains(&jwt_ttl), || {
-            "BACKEND_JWT_TTL_SECONDS must be between 60 and 2592000".to_owned()
+        env.check((60..=86_400).contains(&jwt_ttl), || {
+            "BACKEND_JWT_TTL_SECONDS must be between 60 and 86400 (a day at most)".to_owned()
         });
         let public_ws_url =
             env.optional("PUBLIC_WS_URL").unwrap_or_else(|| format!("ws://{http_addr}/ws/voice"));
@@ -212,7 +243,15 @@ impl Config {
                 .parse("WS_MAX_MESSAGES_PER_SECOND", defaults.max_messages_per_second),
             outbound_queue: env.parse("WS_OUTBOUND_QUEUE", defaults.outbound_queue),
             legacy_binary: env.flag("LEGACY_BINARY_SUPPORT", defaults.legacy_binary),
+            max_audio_speed: env.parse("WS_MAX_AUDIO_SPEED", defaults.max_audio_speed),
+            audio_burst_seconds: env.parse("WS_AUDIO_BURST_SECONDS", defaults.audio_burst_seconds),
         };
+        env.check((1.0..=100.0).contains(&ws.max_audio_speed), || {
+            "WS_MAX_AUDIO_SPEED must be between 1 and 100".into()
+        });
+        env.check((1.0..=600.0).contains(&ws.audio_burst_seconds), || {
+            "WS_AUDIO_BURST_SECONDS must be between 1 and 600".into()
+        });
         env.check(ws.max_missed_pongs >= 1, || "WS_MAX_MISSED_PONGS must be at least 1".into());
         env.check(ws.max_messages_per_second >= 1, || {
             "WS_MAX_MESSAGES_PER_SECOND must be at least 1".into()
@@ -246,7 +285,18 @@ impl Config {
             idempotency_ttl: Duration::from_secs(idempotency_ttl),
             request_timeout: Duration::from_secs(request_timeout),
             cors_allowed_origins,
+            rate_limit_per_address_per_minute: env
+                .parse("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", 30u32),
+            client_address_header: env
+                .optional("CLIENT_ADDRESS_HEADER")
+                .map(|h| h.trim().to_ascii_lowercase()),
         };
+        env.check(
+            http.client_address_header
+                .as_deref()
+                .is_none_or(|h| axum::http::HeaderName::from_bytes(h.as_bytes()).is_ok()),
+            || "CLIENT_ADDRESS_HEADER must be a header name".into(),
+        );
         env.finish()?;
         Ok(Self {
             http,
@@ -260,6 +310,8 @@ impl Config {
             firebase_project_id,
             firebase_certs_url,
             firebase_auth_emulator,
+            require_verified_email,
+            allow_anonymous,
             jwt_secret,
             jwt_ttl: Duration::from_secs(jwt_ttl),
             public_ws_url,
@@ -268,6 +320,43 @@ impl Config {
             ws,
         })
     }
+}
+
+/// Words that mark a value copied from an example rather than generated.
+const PLACEHOLDER_WORDS: [&str; 8] =
+    ["replace", "change", "example", "placeholder", "your", "todo", "password", "default"];
+
+/// Refuses a placeholder or a low-entropy secret: one that repeats a shorter run, or whose
+/// characters' empirical entropy (length × the Shannon entropy of their frequencies) is under
+/// 100 bits (a random 32-character hex string has about 118, 48 random bytes in base64 over 300).
+fn strong_secret(secret: &str) -> Result<(), &'static str> {
+    let lower = secret.to_ascii_lowercase();
+    if PLACEHOLDER_WORDS.iter().any(|word| lower.contains(word)) {
+        return Err("looks like a placeholder");
+    }
+    let bytes = secret.as_bytes();
+    let repeats = (1..=bytes.len() / 2).any(|period| {
+        bytes.len().is_multiple_of(period) && bytes.chunks(period).all(|c| c == &bytes[..period])
+    });
+    if repeats {
+        return Err("repeats itself");
+    }
+    let mut counts = std::collections::HashMap::new();
+    for byte in secret.bytes() {
+        *counts.entry(byte).or_insert(0usize) += 1;
+    }
+    let n = secret.len() as f64;
+    let bits: f64 = counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / n;
+            -(c as f64) * p.log2()
+        })
+        .sum();
+    if bits < 100.0 {
+        return Err("is too predictable (under 100 bits of entropy)");
+    }
+    Ok(())
 }
 
 fn random_secret() -> String {
@@ -281,11 +370,57 @@ fn random_secret() -> String {
 mod tests {
     use super::*;
 
+    const TEST_SECRET: &str = "Vq8-3kLz_PfW1xRn0TgYh7sJcB5mEa2d";
+
     #[test]
     fn firebase_mode_needs_a_project_and_a_long_secret() {
         let err = Config::from_reader(EnvReader::from_pairs([("BACKEND_JWT_SECRET", "short")]))
             .unwrap_err();
-        assert_eq!(err.problems.len(), 2, "{err}");
+        // No project, too short, and too predictable.
+        assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn placeholder_and_low_entropy_secrets_are_refused() {
+        for weak in [
+            "replace-with-at-least-32-random-bytes-base64",
+            "change-me-change-me-change-me-change-me",
+            &"x".repeat(64),
+            &"ab".repeat(32),
+            "0123456789abcdef0123456789abcdef",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab",
+        ] {
+            assert!(strong_secret(weak).is_err(), "{weak}");
+            let env = EnvReader::from_pairs([
+                ("FIREBASE_PROJECT_ID", "blob-prod"),
+                ("BACKEND_JWT_SECRET", weak),
+            ]);
+            let err = Config::from_reader(env).unwrap_err();
+            assert!(err.to_string().contains("BACKEND_JWT_SECRET"), "{err}");
+        }
+        for strong in
+            [random_secret().as_str(), "kQ3v9Zr1+XcP0aLw7sT2mN8bYe4uHj6dGf5iOq1RzC0=", TEST_SECRET]
+        {
+            assert_eq!(strong_secret(strong), Ok(()), "{strong}");
+        }
+    }
+
+    #[test]
+    fn local_sign_in_listens_on_loopback_unless_the_danger_is_named() {
+        let on = |addr: &str, allow: Option<&str>| {
+            let mut pairs =
+                vec![("AUTH_PROVIDER", "local".to_owned()), ("GATEWAY_HTTP_ADDR", addr.to_owned())];
+            if let Some(allow) = allow {
+                pairs.push(("INSECURE_LOCAL_SIGN_IN_ON_NETWORK", allow.to_owned()));
+            }
+            Config::from_reader(EnvReader::from_pairs(pairs))
+        };
+        assert!(on("127.0.0.1:8080", None).is_ok());
+        assert!(on("[::1]:8080", None).is_ok());
+        let err = on("0.0.0.0:8080", None).unwrap_err();
+        assert!(err.to_string().contains("INSECURE_LOCAL_SIGN_IN_ON_NETWORK"), "{err}");
+        assert!(on("0.0.0.0:8080", Some("false")).is_err());
+        assert!(on("0.0.0.0:8080", Some("true")).is_ok());
     }
 
     #[test]
@@ -303,7 +438,7 @@ mod tests {
         let env = EnvReader::from_pairs([
             ("AUTH_PROVIDER", "firebase"),
             ("FIREBASE_PROJECT_ID", "blob-prod"),
-            ("BACKEND_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("BACKEND_JWT_SECRET", TEST_SECRET),
             ("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099"),
         ]);
         let err = Config::from_reader(env).unwrap_err();
@@ -311,7 +446,7 @@ mod tests {
         let env = EnvReader::from_pairs([
             ("AUTH_PROVIDER", "firebase"),
             ("FIREBASE_PROJECT_ID", "demo-blob"),
-            ("BACKEND_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("BACKEND_JWT_SECRET", TEST_SECRET),
             ("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099"),
         ]);
         assert!(Config::from_reader(env).unwrap().firebase_auth_emulator);

@@ -139,7 +139,8 @@ impl Application {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
-        let server = axum::serve(listener, self.router)
+        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(listener, service)
             .with_graceful_shutdown(async move { stopping.cancelled().await })
             .into_future();
         tokio::pin!(server);
@@ -179,6 +180,8 @@ pub fn router(state: AppState) -> Router {
     let api = api
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::idempotency))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::limits::request_timeout));
+    let address_limit =
+        axum::middleware::from_fn_with_state(state.clone(), crate::limits::address_limit);
     let (health, _) = routes::health::router().split_for_parts();
     let cors = crate::limits::cors(&state.config.http.cors_allowed_origins);
     Router::new()
@@ -191,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(envelope::not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(address_limit)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(axum::middleware::from_fn(envelope::request_id))

@@ -1,6 +1,6 @@
 //! The backend's own token: HS256, signed with `BACKEND_JWT_SECRET`, lasting
-//! `BACKEND_JWT_TTL_SECONDS`. The `children` claim is informative for the app; every permission
-//! check reads the stored family links instead.
+//! `BACKEND_JWT_TTL_SECONDS`. It names the user, never their children: every permission check
+//! reads the stored family links, and the token's size does not grow with the family.
 //!
 //! Two uses: an `access` token for the REST API and the voice socket, and a `session` token
 //! (`POST /api/v1/sessions`) good only for the voice socket of its one session.
@@ -16,15 +16,6 @@ use super::{AuthError, now_unix};
 const ISSUER: &str = "blob-gateway";
 const AUDIENCE: &str = "blob-app";
 
-/// A child as listed in the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildClaim {
-    /// The child's id.
-    pub child_id: String,
-    /// `view`, `interact` or `manage`.
-    pub permission: String,
-}
-
 /// What a backend token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendClaims {
@@ -35,11 +26,12 @@ pub struct BackendClaims {
     pub email: String,
     /// `parent`.
     pub role: String,
-    /// Children linked at sign-in.
-    #[serde(default)]
-    pub children: Vec<ChildClaim>,
     /// `access` or `session`.
     pub token_use: String,
+    /// The user's token generation when it was issued: signing out raises the user's, and
+    /// tokens of an older generation are refused.
+    #[serde(default)]
+    pub tgen: u64,
     /// The session a `session` token is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
@@ -83,31 +75,37 @@ impl BackendTokens {
     }
 
     /// An access token for the user.
-    pub fn issue_access(&self, sub: &str, email: &str, children: Vec<ChildClaim>) -> String {
-        self.issue(sub, email, children, "access", None, self.ttl)
+    pub fn issue_access(&self, sub: &str, email: &str, generation: u64) -> String {
+        self.issue(sub, email, "access", None, self.ttl, generation)
     }
 
     /// A token for the voice socket of one session, valid for `ttl`.
-    pub fn issue_session(&self, sub: &str, session_id: &str, ttl: Duration) -> String {
-        self.issue(sub, "", Vec::new(), "session", Some(session_id.to_owned()), ttl)
+    pub fn issue_session(
+        &self,
+        sub: &str,
+        session_id: &str,
+        ttl: Duration,
+        generation: u64,
+    ) -> String {
+        self.issue(sub, "", "session", Some(session_id.to_owned()), ttl, generation)
     }
 
     fn issue(
         &self,
         sub: &str,
         email: &str,
-        children: Vec<ChildClaim>,
         token_use: &str,
         sid: Option<String>,
         ttl: Duration,
+        generation: u64,
     ) -> String {
         let now = now_unix();
         let claims = BackendClaims {
             sub: sub.to_owned(),
             email: email.to_owned(),
             role: "parent".to_owned(),
-            children,
             token_use: token_use.to_owned(),
+            tgen: generation,
             sid,
             iat: now,
             exp: now + ttl.as_secs(),
@@ -154,7 +152,7 @@ mod tests {
     #[test]
     fn access_tokens_round_trip() {
         let t = tokens(60);
-        let token = t.issue_access("u1", "a@example.com", vec![]);
+        let token = t.issue_access("u1", "a@example.com", 0);
         let claims = t.verify_access(&token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.token_use.as_str()), ("u1", "access"));
     }
@@ -162,7 +160,7 @@ mod tests {
     #[test]
     fn session_tokens_are_not_access_tokens() {
         let t = tokens(60);
-        let token = t.issue_session("u1", "s1", Duration::from_secs(60));
+        let token = t.issue_session("u1", "s1", Duration::from_secs(60), 0);
         assert_eq!(t.verify(&token).unwrap().sid.as_deref(), Some("s1"));
         assert!(matches!(t.verify_access(&token), Err(AuthError::Invalid(_))));
     }
@@ -170,12 +168,12 @@ mod tests {
     #[test]
     fn expired_and_foreign_tokens_are_refused() {
         let t = tokens(60);
-        let expired = t.issue_session("u1", "s1", Duration::ZERO);
+        let expired = t.issue_session("u1", "s1", Duration::ZERO, 0);
         std::thread::sleep(Duration::from_millis(1100));
         assert!(matches!(t.verify(&expired), Err(AuthError::Expired)));
         let other =
             BackendTokens::new(&SecretString::from("y".repeat(32)), Duration::from_secs(60));
-        let foreign = other.issue_access("u1", "", vec![]);
+        let foreign = other.issue_access("u1", "", 0);
         assert!(matches!(t.verify(&foreign), Err(AuthError::Invalid(_))));
     }
 }

@@ -33,6 +33,10 @@ pub struct FirebaseIdentity {
     pub email: String,
     /// `name`, when the account has one.
     pub display_name: String,
+    /// `email_verified`: the provider checked that the email is theirs.
+    pub email_verified: bool,
+    /// `firebase.sign_in_provider`: `password`, `google.com`, `anonymous`…
+    pub sign_in_provider: String,
 }
 
 /// The claims of an unsigned emulator token, checked by hand.
@@ -54,6 +58,16 @@ struct Claims {
     email: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    email_verified: bool,
+    #[serde(default)]
+    firebase: FirebaseClaim,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FirebaseClaim {
+    #[serde(default)]
+    sign_in_provider: String,
 }
 
 /// Where the issuer's certificates come from.
@@ -261,7 +275,13 @@ fn identity(claims: Claims) -> Result<FirebaseIdentity, AuthError> {
         Some(_) => return Err(AuthError::Invalid("authenticated in the future".into())),
         None => return Err(AuthError::Invalid("missing auth_time".into())),
     }
-    Ok(FirebaseIdentity { uid: claims.sub, email: claims.email, display_name: claims.name })
+    Ok(FirebaseIdentity {
+        uid: claims.sub,
+        email: claims.email,
+        display_name: claims.name,
+        email_verified: claims.email_verified,
+        sign_in_provider: claims.firebase.sign_in_provider,
+    })
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth_error;
 use super::views::{ChildView, UserProfile};
-use crate::auth::backend::ChildClaim;
+use super::{AuthUser, auth_error};
+use crate::auth::firebase::FirebaseIdentity;
 use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode};
 use crate::state::AppState;
 
@@ -20,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(token_exchange))
         .routes(routes!(local_sign_in))
         .routes(routes!(refresh))
+        .routes(routes!(logout))
 }
 
 /// The request body.
@@ -55,6 +56,7 @@ pub struct TokenExchangeResponse {
         (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
         (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
         (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID: the Firebase token"),
+        (status = 403, description = "FORBIDDEN: an anonymous account, or an email not yet verified"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
@@ -129,6 +131,7 @@ async fn exchange(
 ) -> Result<ApiOk<TokenExchangeResponse>, ApiError> {
     let identity = state.firebase.verify(firebase_token).await.map_err(auth_error)?;
     tracing::Span::current().record("user_id", identity.uid.as_str());
+    admissible(state, &identity)?;
     let mut families = state.families.clone();
     let user = families
         .upsert_user(state.request(pb::UpsertUserRequest {
@@ -145,7 +148,8 @@ async fn exchange(
         .children;
     let children: Vec<ChildView> =
         children.into_iter().filter_map(ChildView::from_access).collect();
-    let token = state.tokens.issue_access(&user.user_id, &user.email, child_claims(&children));
+    let generation = token_generation(state, &user.user_id).await?;
+    let token = state.tokens.issue_access(&user.user_id, &user.email, generation);
     tracing::info!(children = children.len(), "token exchanged");
     Ok(ApiOk(
         StatusCode::OK,
@@ -188,6 +192,7 @@ pub async fn refresh(
 ) -> Result<ApiOk<RefreshResponse>, ApiError> {
     let identity = state.firebase.verify(body.firebase_token.trim()).await.map_err(auth_error)?;
     tracing::Span::current().record("user_id", identity.uid.as_str());
+    admissible(&state, &identity)?;
     let mut families = state.families.clone();
     let user = families
         .get_user(state.request(pb::GetUserRequest { user_id: identity.uid.clone() }))
@@ -200,22 +205,84 @@ pub async fn refresh(
             _ => ApiError::from(status),
         })?
         .into_inner();
-    let children = families
-        .list_children(state.request(pb::ListChildrenRequest { user_id: user.user_id.clone() }))
-        .await?
-        .into_inner()
-        .children;
-    let children: Vec<ChildView> =
-        children.into_iter().filter_map(ChildView::from_access).collect();
-    let token = state.tokens.issue_access(&user.user_id, &user.email, child_claims(&children));
+    let generation = token_generation(&state, &user.user_id).await?;
+    let token = state.tokens.issue_access(&user.user_id, &user.email, generation);
     Ok(ApiOk(StatusCode::OK, RefreshResponse { token, expires_in: state.tokens.ttl().as_secs() }))
 }
 
-/// The children as token claims: informational for the app only; every request is authorised
-/// against the stored family links, never against these.
-fn child_claims(children: &[ChildView]) -> Vec<ChildClaim> {
-    children
-        .iter()
-        .map(|c| ChildClaim { child_id: c.child_id.clone(), permission: c.permission.to_owned() })
-        .collect()
+/// Refuses anonymous accounts (unless `FIREBASE_ALLOW_ANONYMOUS`) and accounts whose email the
+/// provider has not verified (unless `FIREBASE_REQUIRE_VERIFIED_EMAIL=false`): a family's
+/// children are behind this sign-in.
+fn admissible(state: &AppState, identity: &FirebaseIdentity) -> Result<(), ApiError> {
+    if identity.sign_in_provider == "anonymous" && !state.config.allow_anonymous {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "anonymous accounts cannot sign in: sign in with an email or a provider account",
+        ));
+    }
+    let unverified = identity.sign_in_provider != "anonymous"
+        && (identity.email.is_empty() || !identity.email_verified);
+    if unverified && state.config.require_verified_email {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "the account's email is not verified: verify it, then sign in again",
+        ));
+    }
+    Ok(())
+}
+
+/// The user's current token generation, which new tokens carry.
+async fn token_generation(state: &AppState, user_id: &str) -> Result<u64, ApiError> {
+    Ok(state
+        .guard
+        .clone()
+        .check_token(
+            state.request(pb::CheckTokenRequest {
+                user_id: user_id.to_owned(),
+                token_generation: 0,
+            }),
+        )
+        .await?
+        .into_inner()
+        .current_generation)
+}
+
+/// `POST /api/v1/auth/logout` response data.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LogoutResponse {
+    /// Always true: every backend token issued to the user so far is refused from now on.
+    pub signed_out: bool,
+    /// Sessions the user held that were ended (their sockets closed).
+    pub sessions_ended: u32,
+}
+
+/// Signs the parent out everywhere: every backend and session token issued so far stops
+/// working (REST and voice socket), and the sessions they hold end.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    summary = "Sign out everywhere: every token issued so far is refused",
+    responses(
+        (status = 200, description = "Signed out", body = LogoutResponse),
+        (status = 401, description = "TOKEN_EXPIRED or TOKEN_INVALID"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn logout(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<ApiOk<LogoutResponse>, ApiError> {
+    let signed_out = state
+        .guard
+        .clone()
+        .sign_out(state.request(pb::SignOutRequest { user_id: user.sub.clone() }))
+        .await?
+        .into_inner();
+    tracing::info!(generation = signed_out.generation, "signed out");
+    Ok(ApiOk(
+        StatusCode::OK,
+        LogoutResponse { signed_out: true, sessions_ended: signed_out.sessions_ended },
+    ))
 }

@@ -92,8 +92,10 @@ pub struct ErasureCounts {
     pub archived_sessions: u32,
     /// Live or suspended sessions.
     pub active_sessions: u32,
-    /// Conversations.
+    /// Conversations, whether their session was live, suspended, expired or archived.
     pub conversations: u32,
+    /// Replay logs of the sessions' messages.
+    pub event_logs: u32,
 }
 
 fn internal() -> ApiError {
@@ -207,7 +209,8 @@ pub async fn get_child(
         session_client.get_child_session(state.request(child_ref(&user, &child_id))),
     );
     let progress = progress?.into_inner().progress;
-    let active_session = session?.into_inner().session.map(Into::into);
+    let active_session =
+        session?.into_inner().session.map(|s| ActiveSessionView::new(s, &user.0.sub));
     Ok(ApiOk(
         StatusCode::OK,
         ChildDetail {
@@ -347,6 +350,7 @@ pub async fn erase_child_data(
                 archived_sessions: receipt.archived_sessions,
                 active_sessions: receipt.hot_sessions,
                 conversations: receipt.conversations,
+                event_logs: receipt.event_logs,
             },
             erased_at: rfc3339_ms(receipt.erased_at_ms),
         },

@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| ApiError::new(ErrorCode::TokenInvalid, "missing bearer token"))?;
         let claims = state.tokens.verify_access(token).map_err(auth_error)?;
         tracing::Span::current().record("user_id", claims.sub.as_str());
-        crate::limits::throttle(state, &claims.sub).await?;
+        crate::limits::throttle(state, &claims).await?;
         Ok(Self(claims))
     }
 }

@@ -16,12 +16,17 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(grant_permission)).routes(routes!(revoke_permission))
 }
 
-/// `POST /api/v1/children/{id}/permissions` body.
+/// `POST /api/v1/children/{id}/permissions` body: who, by `email` (preferred) or `user_id`.
+/// They must have signed in to Blob at least once.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
-    /// The user (Firebase uid) who receives access.
-    pub user_id: String,
+    /// The email the other parent signs in with.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Or their user id (Firebase uid), as the proof of concept sent it.
+    #[serde(default)]
+    pub user_id: Option<String>,
     /// `view`, `interact` or `manage`.
     pub permission: String,
 }
@@ -29,8 +34,12 @@ pub struct GrantRequest {
 /// A family link in responses.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LinkView {
-    /// Who has access.
+    /// Who has access, when the grant named them by user id (never revealed for a grant by
+    /// email: parents do not see each other's Firebase uid).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub user_id: String,
+    /// The member's email.
+    pub email: String,
     /// To which child.
     pub child_id: String,
     /// `view`, `interact` or `manage`.
@@ -74,6 +83,7 @@ pub fn parse_permission(value: &str) -> Option<pb::Permission> {
         (status = 422, description = "VALIDATION_ERROR: wrong types, missing or unknown fields"),
         (status = 403, description = "FORBIDDEN: the family link does not allow this"),
         (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 409, description = "CONFLICT: the person never signed in to Blob, or a limit on members or children is reached"),
     ),
     security(("bearer" = []))
 )]
@@ -84,10 +94,26 @@ pub async fn grant_permission(
     Path(child_id): Path<String>,
     ApiJson(body): ApiJson<GrantRequest>,
 ) -> Result<ApiOk<LinkView>, ApiError> {
-    let grantee = body.user_id.trim();
-    if grantee.is_empty() || grantee.len() > 128 || grantee.contains('/') {
-        return Err(ApiError::validation("user_id", "user_id must be a user's id"));
-    }
+    let (grantee_user_id, grantee_email) = match (&body.user_id, &body.email) {
+        (Some(id), None) => {
+            let id = id.trim();
+            if id.is_empty() || id.len() > 128 || id.contains('/') {
+                return Err(ApiError::validation("user_id", "user_id must be a user's id"));
+            }
+            (id.to_owned(), String::new())
+        }
+        (None, Some(email)) => {
+            let email = email.trim();
+            if email.len() > 254 || !email.contains('@') {
+                return Err(ApiError::validation("email", "email must be an email address"));
+            }
+            (String::new(), email.to_owned())
+        }
+        _ => {
+            return Err(ApiError::validation("email", "give exactly one of email and user_id"));
+        }
+    };
+    let by_id = !grantee_user_id.is_empty();
     let permission = parse_permission(&body.permission).ok_or_else(|| {
         ApiError::validation("permission", "permission must be view, interact or manage")
     })?;
@@ -97,7 +123,8 @@ pub async fn grant_permission(
         .grant_permission(state.request(pb::GrantPermissionRequest {
             user_id: user.sub.clone(),
             child_id,
-            grantee_user_id: grantee.to_owned(),
+            grantee_user_id,
+            grantee_email,
             permission: permission.into(),
         }))
         .await?
@@ -107,14 +134,17 @@ pub async fn grant_permission(
         LinkView {
             permission: super::permission_name(link.permission),
             created_at: rfc3339_ms(link.created_at_ms),
-            user_id: link.user_id,
+            user_id: if by_id { link.user_id } else { String::new() },
+            email: link.email,
             child_id: link.child_id,
             granted_by: link.granted_by,
         },
     ))
 }
 
-/// Takes a user's access to the child away, at once (manage access).
+/// Takes a user's access to the child away, at once (manage access); `{user_id}` is their user
+/// id or their email. A member leaves with their own id or `me` (any access; the only manager
+/// cannot leave).
 #[utoipa::path(
     delete,
     path = "/api/v1/children/{child_id}/permissions/{user_id}",
@@ -122,13 +152,14 @@ pub async fn grant_permission(
     summary = "Take a user's access away, at once (manage)",
     params(
         ("child_id" = String, Path, description = "The child's id"),
-        ("user_id" = String, Path, description = "The user whose access ends")
+        ("user_id" = String, Path, description = "The user whose access ends: a user id, an email, or `me` to leave")
     ),
     responses(
         (status = 200, description = "Whether there was a link", body = RevokeView),
         (status = 400, description = "VALIDATION_ERROR: a field's value (details.field)"),
         (status = 403, description = "FORBIDDEN: the family link does not allow this"),
         (status = 404, description = "NOT_FOUND: no such child, or another family's"),
+        (status = 409, description = "CONFLICT: the only manager cannot leave"),
     ),
     security(("bearer" = []))
 )]
@@ -138,13 +169,19 @@ pub async fn revoke_permission(
     AuthUser(user): AuthUser,
     Path((child_id, grantee)): Path<(String, String)>,
 ) -> Result<ApiOk<RevokeView>, ApiError> {
+    let (grantee_user_id, grantee_email) = match grantee.as_str() {
+        "me" => (user.sub.clone(), String::new()),
+        email if email.contains('@') => (String::new(), email.to_owned()),
+        id => (id.to_owned(), String::new()),
+    };
     let revoked = state
         .families
         .clone()
         .revoke_permission(state.request(pb::RevokePermissionRequest {
             user_id: user.sub.clone(),
             child_id,
-            grantee_user_id: grantee,
+            grantee_user_id,
+            grantee_email,
         }))
         .await?
         .into_inner()

@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AuthUser;
+use crate::auth::backend::BackendClaims;
 use crate::envelope::{ApiError, ApiJson, ApiOk, ErrorCode, rfc3339_ms};
 use crate::state::AppState;
 
@@ -151,7 +152,7 @@ pub async fn open_session(
         _ => (StatusCode::OK, "discovered"),
     };
     tracing::info!(session_id = %session.session_id, outcome, "session opened");
-    Ok(ApiOk(status, session_view(&state, session, outcome)))
+    Ok(ApiOk(status, session_view(&state, session, outcome, user.tgen)))
 }
 
 /// The wire name of a session's state.
@@ -164,10 +165,21 @@ pub fn state_name(session: &pb::Session) -> &'static str {
     }
 }
 
-fn session_view(state: &AppState, session: pb::Session, outcome: &'static str) -> SessionView {
+/// The session as answered to its owner, whose token (of `generation`) asked.
+fn session_view(
+    state: &AppState,
+    session: pb::Session,
+    outcome: &'static str,
+    generation: u64,
+) -> SessionView {
     let token_ttl = Duration::from_secs(u64::from(session.ttl_seconds));
     SessionView {
-        session_token: state.tokens.issue_session(&session.user_id, &session.session_id, token_ttl),
+        session_token: state.tokens.issue_session(
+            &session.user_id,
+            &session.session_id,
+            token_ttl,
+            generation,
+        ),
         // The app adds `?token=…&session_id=…` itself.
         ws_url: state.config.public_ws_url.clone(),
         state: state_name(&session),
@@ -206,7 +218,7 @@ pub async fn get_session(
     Path(session_id): Path<String>,
 ) -> Result<ApiOk<SessionView>, ApiError> {
     let session = owned_session(&state, &user.sub, &session_id).await?;
-    Ok(ApiOk(StatusCode::OK, session_view(&state, session, "discovered")))
+    Ok(ApiOk(StatusCode::OK, session_view(&state, session, "discovered", user.tgen)))
 }
 
 /// `POST /api/v1/sessions/{id}/pause`: the live socket, wherever it is, stops listening.
@@ -229,7 +241,7 @@ pub async fn pause_session(
     AuthUser(user): AuthUser,
     Path(session_id): Path<String>,
 ) -> Result<ApiOk<SessionView>, ApiError> {
-    set_paused(&state, &user.sub, &session_id, true).await
+    set_paused(&state, &user, &session_id, true).await
 }
 
 /// `POST /api/v1/sessions/{id}/resume`: the live socket listens again.
@@ -252,7 +264,7 @@ pub async fn resume_session(
     AuthUser(user): AuthUser,
     Path(session_id): Path<String>,
 ) -> Result<ApiOk<SessionView>, ApiError> {
-    set_paused(&state, &user.sub, &session_id, false).await
+    set_paused(&state, &user, &session_id, false).await
 }
 
 /// `POST /api/v1/sessions/{id}/end`: archives the session; its socket closes with 1000.
@@ -288,16 +300,17 @@ pub async fn end_session(
         .await
         .map_err(not_found_for_others)?
         .into_inner();
-    Ok(ApiOk(StatusCode::OK, session_view(&state, ended, "ended")))
+    Ok(ApiOk(StatusCode::OK, session_view(&state, ended, "ended", user.tgen)))
 }
 
-#[tracing::instrument(skip(state), fields(user_id = %user_id))]
+#[tracing::instrument(skip(state, user), fields(user_id = %user.sub))]
 async fn set_paused(
     state: &AppState,
-    user_id: &str,
+    user: &BackendClaims,
     session_id: &str,
     paused: bool,
 ) -> Result<ApiOk<SessionView>, ApiError> {
+    let user_id = user.sub.as_str();
     let session = state
         .sessions
         .clone()
@@ -309,7 +322,7 @@ async fn set_paused(
         .await
         .map_err(not_found_for_others)?
         .into_inner();
-    Ok(ApiOk(StatusCode::OK, session_view(state, session, "discovered")))
+    Ok(ApiOk(StatusCode::OK, session_view(state, session, "discovered", user.tgen)))
 }
 
 /// The session, if it exists and belongs to `user_id`; another family's is reported missing.

@@ -110,7 +110,9 @@ pub async fn get_me(
         }
     }
     let (active_child, active_session) = match latest {
-        Some((i, session)) => (Some(children[i].clone()), Some(ActiveSessionView::from(session))),
+        Some((i, session)) => {
+            (Some(children[i].clone()), Some(ActiveSessionView::new(session, &user.sub)))
+        }
         None => (None, None),
     };
     Ok(ApiOk(

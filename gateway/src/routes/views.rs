@@ -125,8 +125,9 @@ pub struct ActiveSessionView {
     pub session_id: String,
     /// The child.
     pub child_id: String,
-    /// The parent who opened it.
-    pub user_id: String,
+    /// Whether the caller opened it (another member's session is not theirs to continue;
+    /// members never see each other's user id).
+    pub opened_by_you: bool,
     /// `active`, or `suspended` while it waits for its socket to come back.
     pub state: &'static str,
     /// The same as `state` (the proof of concept's name).
@@ -149,8 +150,9 @@ pub struct ActiveSessionView {
     pub ws_required: bool,
 }
 
-impl From<pb::Session> for ActiveSessionView {
-    fn from(session: pb::Session) -> Self {
+impl ActiveSessionView {
+    /// The session as `viewer` (a user id) sees it.
+    pub fn new(session: pb::Session, viewer: &str) -> Self {
         let state = state_name(&session);
         let created_at = rfc3339_ms(session.created_at_ms);
         Self {
@@ -162,7 +164,7 @@ impl From<pb::Session> for ActiveSessionView {
             expires_at: rfc3339_ms(session.expires_at_ms),
             session_id: session.session_id,
             child_id: session.child_id,
-            user_id: session.user_id,
+            opened_by_you: session.user_id == viewer,
             conversation_id: session.conversation_id.clone(),
             active_conversation_id: session.conversation_id,
             ws_required: true,

@@ -61,6 +61,20 @@ pub async fn admit(
     if claims.sid.as_ref().is_some_and(|sid| sid != session_id) {
         return Err((CloseCode::Policy, "token is for another session"));
     }
+    // A token from before the parent signed out is refused like an expired one.
+    let checked = state
+        .guard
+        .clone()
+        .check_token(state.request(session::CheckTokenRequest {
+            user_id: claims.sub.clone(),
+            token_generation: claims.tgen,
+        }))
+        .await
+        .map_err(refusal)?
+        .into_inner();
+    if !checked.valid {
+        return Err((CloseCode::TokenExpired, "token signed out"));
+    }
     let replay_after_seq = match params.get("last_seq") {
         None => None,
         Some(raw) => Some(raw.parse::<u64>().map_err(|_| (CloseCode::Policy, "invalid last_seq"))?),

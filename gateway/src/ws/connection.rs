@@ -26,7 +26,7 @@ use super::admission::Admitted;
 use super::audio::AudioIngress;
 use super::conversation::{Conversation, Effect, Outgoing, Setup};
 use super::downstream::{Downstream, EventStream};
-use super::limits::{Beat, Heartbeat, RateLimiter, heartbeat_interval};
+use super::limits::{AudioBudget, AudioVerdict, Beat, Heartbeat, RateLimiter, heartbeat_interval};
 use super::messages::Stamp;
 use super::outbox::{Outbox, SendError};
 use super::persist::{Done, Job, Persistence};
@@ -62,6 +62,12 @@ struct Sources<R> {
     replies: mpsc::Receiver<TurnUpdate>,
     persisted: mpsc::UnboundedReceiver<Done>,
     signals: Option<EventStream<session::SessionSignal>>,
+    /// When the speech stream broke: when to open it again, the wait after that, and when to
+    /// give up.
+    respeak:
+        Option<(std::pin::Pin<Box<tokio::time::Sleep>>, std::time::Duration, tokio::time::Instant)>,
+    /// When the signal stream broke: when to subscribe again, and the wait after that.
+    rewatch: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
     heartbeat: tokio::time::Interval,
     shutdown: CancellationToken,
     /// The client's messages wait while a pause or resume is being stored, so that what the
@@ -78,6 +84,8 @@ enum Input<E> {
     Reply(TurnUpdate),
     Persisted(Done),
     Signal(Option<Result<session::SessionSignal, tonic::Status>>),
+    Rewatch(std::time::Duration),
+    Respeak,
 }
 
 impl<R, E> Sources<R>
@@ -93,9 +101,45 @@ where
             Some(update) = self.replies.recv() => Input::Reply(update),
             Some(done) = self.persisted.recv() => Input::Persisted(done),
             signal = next_or_pending(&mut self.signals) => Input::Signal(signal),
+            backoff = rewatch_due(&mut self.rewatch) => Input::Rewatch(backoff),
+            () = respeak_due(&self.respeak) => Input::Respeak,
         }
     }
 }
+
+async fn rewatch_due(
+    rewatch: &mut Option<(std::pin::Pin<Box<tokio::time::Sleep>>, std::time::Duration)>,
+) -> std::time::Duration {
+    match rewatch {
+        Some((sleep, backoff)) => {
+            sleep.as_mut().await;
+            let backoff = *backoff;
+            *rewatch = None;
+            backoff
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn respeak_due(
+    respeak: &Option<(
+        std::pin::Pin<Box<tokio::time::Sleep>>,
+        std::time::Duration,
+        tokio::time::Instant,
+    )>,
+) {
+    match respeak {
+        Some((sleep, _, _)) => tokio::time::sleep_until(sleep.deadline()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a socket waits for a recogniser to come back after its speech stream broke.
+const RESPEAK_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The first wait before subscribing to a broken signal stream again, and the longest.
+const REWATCH_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+const REWATCH_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn next_or_pending<T>(
     stream: &mut Option<EventStream<T>>,
@@ -119,6 +163,7 @@ struct Connection<D: Downstream> {
     replies: mpsc::Sender<TurnUpdate>,
     persistence: Persistence,
     limiter: RateLimiter,
+    audio_budget: AudioBudget,
     heartbeat: Heartbeat,
 }
 
@@ -149,6 +194,8 @@ where
         replies: replies_rx,
         persisted: persisted_rx,
         signals: Some(admitted.signals),
+        rewatch: None,
+        respeak: None,
         heartbeat: heartbeat_interval(settings.heartbeat_interval),
         shutdown: context.shutdown.clone(),
         held: false,
@@ -181,6 +228,7 @@ where
         reply: None,
         replies,
         limiter: RateLimiter::new(settings.max_messages_per_second),
+        audio_budget: AudioBudget::new(settings.max_audio_speed, settings.audio_burst_seconds),
         heartbeat: Heartbeat::new(settings.max_missed_pongs),
         context,
     };
@@ -271,10 +319,16 @@ impl<D: Downstream> Connection<D> {
             Input::Persisted(done) => self.on_persisted(done, sources).await,
             Input::Signal(Some(Ok(signal))) => self.on_signal(signal, sources).await,
             Input::Signal(ended) => {
-                tracing::warn!(error = ?ended.and_then(Result::err), "session signals ended; pause and takeover now follow this socket only");
+                // The session-service restarted or a rollout moved it: subscribe again, so an
+                // end, an erasure, a revoke or a takeover is never missed.
+                tracing::warn!(error = ?ended.and_then(Result::err), "session signals broke; subscribing again");
                 sources.signals = None;
+                sources.rewatch =
+                    Some((Box::pin(tokio::time::sleep(REWATCH_FIRST)), REWATCH_FIRST));
                 Ok(())
             }
+            Input::Rewatch(waited) => self.rewatch(waited, sources).await,
+            Input::Respeak => self.respeak(sources).await,
         }
     }
 
@@ -333,7 +387,31 @@ impl<D: Downstream> Connection<D> {
 
     // === audio and the recogniser ===
 
+    /// Whether audio of `bytes` may pass; past the socket's audio budget it is dropped with an
+    /// `AUDIO_TOO_FAST` error, and if it goes on the socket closes.
+    async fn within_audio_budget(
+        &mut self,
+        bytes: usize,
+        request_id: Option<&str>,
+    ) -> Result<bool, Stop> {
+        match self.audio_budget.take(bytes) {
+            AudioVerdict::Take => Ok(true),
+            AudioVerdict::Drop => {
+                let error = ServerEvent::error(
+                    ErrorCode::AudioTooFast,
+                    "audio is arriving faster than real time allows; it was dropped",
+                );
+                self.send(self.stamp.message(error, request_id, None)).await?;
+                Ok(false)
+            }
+            AudioVerdict::Close => Err(Some((CloseCode::RateLimited, "audio too fast"))),
+        }
+    }
+
     async fn on_binary(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+        if !self.within_audio_budget(bytes.len(), None).await? {
+            return Ok(());
+        }
         match self.audio.binary(bytes, self.conversation.paused()).await {
             Ok(ack) => self.ack(ack).await,
             Err(err) => self.bad_input(err.code(), &err.to_string(), None).await,
@@ -347,15 +425,19 @@ impl<D: Downstream> Connection<D> {
         }
     }
 
-    async fn open_speech<R>(&mut self, sources: &mut Sources<R>) -> Result<(), Stop> {
-        let config = stt::StreamConfig {
+    fn speech_config(&self) -> stt::StreamConfig {
+        stt::StreamConfig {
             sample_rate_hz: 16_000,
             language: String::new(),
             session_id: self.stamp.session_id.clone(),
             pause_profile: Some(stt::PauseProfile {
                 pauses_ms: self.conversation.pauses_ms().to_vec(),
             }),
-        };
+        }
+    }
+
+    async fn open_speech<R>(&mut self, sources: &mut Sources<R>) -> Result<(), Stop> {
+        let config = self.speech_config();
         match self.context.downstream.open_speech(config).await {
             Ok(speech) => {
                 self.audio.attach(speech.audio);
@@ -387,7 +469,48 @@ impl<D: Downstream> Connection<D> {
                 self.open_speech(sources).await
             }
             status => {
-                tracing::error!(?status, "speech stream lost");
+                // A restart or a rollout of the recogniser: the utterance is lost, the socket
+                // stays while another recogniser comes back.
+                tracing::warn!(?status, "speech stream lost; opening another");
+                let lost = ServerEvent::error(
+                    ErrorCode::SttInterrupted,
+                    "speech recognition restarted; the last words were lost, say them again",
+                );
+                self.send(self.stamp.event(lost)).await?;
+                let first = REWATCH_FIRST;
+                let give_up = tokio::time::Instant::now() + RESPEAK_WINDOW;
+                sources.respeak = Some((Box::pin(tokio::time::sleep(first)), first, give_up));
+                Ok(())
+            }
+        }
+    }
+
+    /// Tries to open the speech stream again; gives up (`STT_UNAVAILABLE`, 1011) once the
+    /// recogniser has been away for [`RESPEAK_WINDOW`].
+    async fn respeak<R>(&mut self, sources: &mut Sources<R>) -> Result<(), Stop> {
+        let Some((_, waited, give_up)) = sources.respeak.take() else {
+            return Ok(());
+        };
+        if self.conversation.paused() || sources.speech.is_some() {
+            // Paused (resuming opens the stream), or already open again.
+            return Ok(());
+        }
+        let config = self.speech_config();
+        match self.context.downstream.open_speech(config).await {
+            Ok(speech) => {
+                tracing::info!("speech stream open again");
+                self.audio.attach(speech.audio);
+                sources.speech = Some(speech.events);
+                Ok(())
+            }
+            Err(status) if tokio::time::Instant::now() < give_up => {
+                let next = (waited * 2).min(REWATCH_MAX);
+                tracing::warn!(%status, retry_in = ?next, "no recogniser yet");
+                sources.respeak = Some((Box::pin(tokio::time::sleep(next)), next, give_up));
+                Ok(())
+            }
+            Err(status) => {
+                tracing::error!(%status, "the recogniser did not come back");
                 self.speech_unavailable().await
             }
         }
@@ -495,6 +618,46 @@ impl<D: Downstream> Connection<D> {
         }
     }
 
+    /// Subscribes to the session's signals again, then catches up with what happened while
+    /// nobody listened: the session ended (or was erased, or its access revoked), another
+    /// socket took it over, or it was paused or resumed.
+    async fn rewatch<R>(
+        &mut self,
+        waited: std::time::Duration,
+        sources: &mut Sources<R>,
+    ) -> Result<(), Stop> {
+        let session_id = self.stamp.session_id.clone();
+        match self.context.downstream.rewatch(&session_id, &self.user_id).await {
+            Ok((signals, now)) => {
+                tracing::info!("session signals subscribed again");
+                sources.signals = Some(signals);
+                if now.user_id != self.user_id || now.state == session::SessionState::Ended as i32 {
+                    return Err(Some((CloseCode::Normal, "session ended")));
+                }
+                if now.connection_count > self.epoch {
+                    return Err(Some((
+                        CloseCode::TakenOver,
+                        "session taken over by another connection",
+                    )));
+                }
+                if now.paused != self.conversation.paused() {
+                    let effects = self.conversation.set_paused(now.paused);
+                    self.apply(effects, sources).await?;
+                }
+                Ok(())
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                Err(Some((CloseCode::Normal, "session ended")))
+            }
+            Err(status) => {
+                let next = (waited * 2).min(REWATCH_MAX);
+                tracing::warn!(%status, retry_in = ?next, "cannot subscribe to session signals yet");
+                sources.rewatch = Some((Box::pin(tokio::time::sleep(next)), next));
+                Ok(())
+            }
+        }
+    }
+
     async fn on_signal<R>(
         &mut self,
         signal: session::SessionSignal,
@@ -549,6 +712,9 @@ impl<D: Downstream> Connection<D> {
                 self.send(self.stamp.message(error, reply_to, None)).await
             }
             ClientRequest::AudioStream(stream) => {
+                if !self.within_audio_budget(stream.pcm.len(), reply_to).await? {
+                    return Ok(());
+                }
                 match self.audio.legacy(stream.sequence, &stream.pcm, false).await {
                     Ok(ack) => self.ack(ack).await,
                     Err(err) => {

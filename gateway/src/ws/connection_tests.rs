@@ -86,6 +86,14 @@ impl Downstream for Fake {
     async fn suspend(&self, _request: session::SessionRef) -> Result<(), tonic::Status> {
         self.store("suspend".into()).await
     }
+
+    async fn rewatch(
+        &self,
+        _session_id: &str,
+        _user_id: &str,
+    ) -> Result<(EventStream<session::SessionSignal>, session::Session), tonic::Status> {
+        Err(tonic::Status::unavailable("no session-service in these tests"))
+    }
 }
 
 /// A running connection and the test's ends of everything it talks to.

@@ -47,6 +47,13 @@ pub trait Downstream: Clone + Send + Sync + 'static {
     async fn record_events(&self, request: session::RecordEventsRequest) -> Result<(), Status>;
     /// Suspends the session when its socket goes away.
     async fn suspend(&self, request: session::SessionRef) -> Result<(), Status>;
+    /// Subscribes to the session's signals again (after the stream broke), then reads the
+    /// session as it is now (`NOT_FOUND` once it ended).
+    async fn rewatch(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<(EventStream<session::SessionSignal>, session::Session), Status>;
 }
 
 /// The services over gRPC, each unary call with the configured deadline.
@@ -99,5 +106,30 @@ impl Downstream for Services {
 
     async fn suspend(&self, request: session::SessionRef) -> Result<(), Status> {
         self.state.sessions.clone().suspend_session(self.state.request(request)).await.map(drop)
+    }
+
+    async fn rewatch(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<(EventStream<session::SessionSignal>, session::Session), Status> {
+        let mut sessions = self.state.sessions.clone();
+        // Watch first: nothing that happens after the read below can be missed.
+        let signals = sessions
+            .watch_session(session::WatchSessionRequest {
+                session_id: session_id.to_owned(),
+                user_id: user_id.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .boxed();
+        let now = sessions
+            .get_session(
+                self.state
+                    .request(session::GetSessionRequest { session_id: session_id.to_owned() }),
+            )
+            .await?
+            .into_inner();
+        Ok((signals, now))
     }
 }

@@ -94,6 +94,18 @@ pub struct RequestError {
     pub request_id: Option<String>,
 }
 
+/// Longest `meta.request_id` (and `playback.progress` `request_id`) taken: it is echoed in
+/// answers and kept with the conversation.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Whether a client's request id may be echoed and stored: 1 to [`MAX_REQUEST_ID_LEN`]
+/// characters of `A-Z a-z 0-9 . _ : -`.
+pub fn valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 #[derive(Default, Deserialize)]
 struct WireMeta {
     #[serde(default)]
@@ -132,6 +144,13 @@ impl ClientMessage {
         let wire: WireIn<WireMeta> = serde_json::from_str(text)
             .map_err(|err| invalid(format!("not a valid message: {err}"), None))?;
         let request_id = wire.meta.request_id;
+        if request_id.as_deref().is_some_and(|id| !valid_request_id(id)) {
+            // Never echoed back: it is not ours to repeat.
+            let message = format!(
+                "meta.request_id must be 1-{MAX_REQUEST_ID_LEN} characters of A-Z a-z 0-9 . _ : -"
+            );
+            return Err(invalid(message, None));
+        }
         let fail = |code, message: &str| RequestError {
             code,
             message: message.to_owned(),
@@ -162,7 +181,7 @@ impl ClientMessage {
                 ClientRequest::AudioStream(AudioStream { pcm, sequence })
             }
             "playback.progress" => match (p["request_id"].as_str(), p["chars_spoken"].as_u64()) {
-                (Some(turn), Some(chars_spoken)) => {
+                (Some(turn), Some(chars_spoken)) if valid_request_id(turn) => {
                     ClientRequest::PlaybackProgress(PlaybackProgress {
                         request_id: turn.to_owned(),
                         chars_spoken,
@@ -176,7 +195,8 @@ impl ClientMessage {
                 }
             },
             action => {
-                let message = format!("unknown action {action:?}");
+                let shown: String = action.chars().take(32).collect();
+                let message = format!("unknown action {shown:?}");
                 return Err(RequestError { code: ErrorCode::UnknownAction, message, request_id });
             }
         };
@@ -187,6 +207,30 @@ impl ClientMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_bounded_and_never_echoed_when_refused() {
+        let with_id = |id: &str| {
+            serde_json::json!({"type": "request", "action": "ping", "meta": {"request_id": id}})
+                .to_string()
+        };
+        let ok = ClientMessage::parse(&with_id("req-1:a_b.c")).unwrap();
+        assert_eq!(ok.request_id.as_deref(), Some("req-1:a_b.c"));
+        assert!(ClientMessage::parse(&with_id(&"a".repeat(MAX_REQUEST_ID_LEN))).is_ok());
+        for bad in ["", "<script>", "a b", "é", &"a".repeat(MAX_REQUEST_ID_LEN + 1)] {
+            let err = ClientMessage::parse(&with_id(bad)).unwrap_err();
+            assert_eq!((err.code, err.request_id), (ErrorCode::InvalidMessage, None), "{bad:?}");
+        }
+        let progress = serde_json::json!({
+            "type": "request", "action": "playback.progress",
+            "payload": {"request_id": "x".repeat(1000), "chars_spoken": 3},
+        });
+        let err = ClientMessage::parse(&progress.to_string()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidMessage);
+        let long_action = serde_json::json!({"type": "request", "action": "z".repeat(10_000)});
+        let err = ClientMessage::parse(&long_action.to_string()).unwrap_err();
+        assert!(err.message.len() < 100, "{}", err.message);
+    }
 
     #[test]
     fn every_request_round_trips() {

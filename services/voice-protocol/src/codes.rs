@@ -32,6 +32,12 @@ wire_names! {
         SttBusy = "STT_BUSY",
         /// Speech recognition is unavailable: the socket closes with 1011.
         SttUnavailable = "STT_UNAVAILABLE",
+        /// The recogniser stopped (a restart, a rollout): the utterance in progress was lost;
+        /// the socket stays while a recogniser comes back, then the child may speak again.
+        SttInterrupted = "STT_INTERRUPTED",
+        /// Audio arrives faster than `WS_MAX_AUDIO_SPEED` × real time: it is dropped, and if it
+        /// goes on the socket closes with 4429.
+        AudioTooFast = "AUDIO_TOO_FAST",
     }
 }
 
