@@ -53,6 +53,8 @@ struct Shared {
     token_requests: usize,
     /// Wait before the first chunk of every streamed reply (a model's time to first token).
     first_token_delay: std::time::Duration,
+    /// Every request fails with 503 until then (an outage).
+    down_until: Option<std::time::Instant>,
 }
 
 /// The running fake.
@@ -99,6 +101,11 @@ impl FakeGemini {
     /// The API base (`GEMINI_API_BASE`).
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An outage: every request fails with `503 UNAVAILABLE` for `length` from now.
+    pub fn go_down_for(&self, length: std::time::Duration) {
+        self.shared.lock().expect("lock").down_until = Some(std::time::Instant::now() + length);
     }
 
     /// Queues the text of the next reply (then the default again).
@@ -231,7 +238,9 @@ async fn respond(
     let script = {
         let mut shared = shared.lock().expect("lock");
         shared.requests.push(RecordedRequest { model_and_method: model_and_method.clone(), body });
-        if shared.scripts.is_empty() {
+        if shared.down_until.is_some_and(|until| std::time::Instant::now() < until) {
+            Script::Fail(503)
+        } else if shared.scripts.is_empty() {
             Script::Reply(DEFAULT_REPLY.to_owned())
         } else {
             shared.scripts.remove(0)

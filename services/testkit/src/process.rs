@@ -18,10 +18,15 @@ impl ServiceProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Starts `binary` with exactly `env` (plus `PATH`), logging to `log_dir/<name>.log`.
+    /// Starts `binary` with exactly `env` (plus `PATH`), logging to `log_dir/<name>.log` (after
+    /// what an earlier process of that name logged).
     pub fn spawn(name: &str, binary: &Path, env: &[(String, String)], log_dir: &Path) -> Self {
         let log = log_dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("creating a log file");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("creating a log file");
         let mut command = Command::new(binary);
         command
             .env_clear()

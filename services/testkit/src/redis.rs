@@ -11,13 +11,24 @@ use crate::TempDir;
 pub struct RedisServer {
     child: Option<Child>,
     dir: TempDir,
+    aof: bool,
 }
 
 impl RedisServer {
     /// Starts one and waits until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// Starts one that keeps an append-only file (fsync on every write), as compose and the
+    /// Kubernetes StatefulSet run it: a restart keeps everything.
+    pub async fn start_with_aof() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(aof: bool) -> Self {
         let dir = TempDir::new("blob-redis");
-        let mut server = Self { child: None, dir };
+        let mut server = Self { child: None, dir, aof };
         server.spawn().await;
         server
     }
@@ -35,7 +46,13 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
+            .args(["--unixsocketperm", "700", "--save", ""])
+            .args(if self.aof {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
+            .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -50,6 +67,49 @@ impl RedisServer {
         .await;
     }
 
+    /// Runs `redis-cli` against this server; its standard output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .arg("-s")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("redis-cli runs (apt-get install redis-server)");
+        assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The keys matching `pattern` (`SCAN`, so never blocking the server), sorted.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Every key whose name or value (whatever its type) contains `needle`.
+    pub fn keys_holding(&self, needle: &str) -> Vec<String> {
+        self.keys("*")
+            .into_iter()
+            .filter(|key| {
+                let value = match self.cli(&["TYPE", key]).trim() {
+                    "string" => self.cli(&["GET", key]),
+                    "list" => self.cli(&["LRANGE", key, "0", "-1"]),
+                    "set" => self.cli(&["SMEMBERS", key]),
+                    "zset" => self.cli(&["ZRANGE", key, "0", "-1"]),
+                    "hash" => self.cli(&["HGETALL", key]),
+                    "stream" => self.cli(&["XRANGE", key, "-", "+"]),
+                    _ => String::new(),
+                };
+                key.contains(needle) || value.contains(needle)
+            })
+            .collect()
+    }
+
     /// Stops the server (a dead dependency), keeping its socket path.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -59,7 +119,8 @@ impl RedisServer {
         let _ = std::fs::remove_file(self.socket());
     }
 
-    /// Starts it again on the same socket (empty: nothing is persisted).
+    /// Starts it again on the same socket: empty, or with everything when it keeps an
+    /// append-only file.
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;

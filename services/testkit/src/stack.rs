@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub extra_env: Vec<(&'static str, &'static str, String)>,
     /// Export every service's spans to a local OTLP receiver ([`Stack::traces`]).
     pub traces: bool,
+    /// Redis keeps an append-only file, so [`RedisServer::restart`] keeps the data.
+    pub redis_aof: bool,
 }
 
 impl Default for StackOptions {
@@ -37,9 +39,13 @@ impl Default for StackOptions {
             model: "ggml-base-q8_0.bin",
             extra_env: Vec::new(),
             traces: false,
+            redis_aof: false,
         }
     }
 }
+
+/// How a service was started: its name, port and environment.
+type ServiceSpec = (String, u16, Vec<(String, String)>);
 
 /// A running stack; everything stops when it is dropped.
 pub struct Stack {
@@ -62,6 +68,8 @@ pub struct Stack {
     /// Admin (metrics and health) ports by service name.
     pub admin_ports: Vec<(&'static str, u16)>,
     processes: Vec<ServiceProcess>,
+    /// How each service was started (name, port, environment), to start it again.
+    specs: Vec<ServiceSpec>,
     gateway_env: Vec<(String, String)>,
     logs: TempDir,
 }
@@ -70,7 +78,11 @@ impl Stack {
     /// Starts everything and waits until each service listens.
     pub async fn start(options: StackOptions) -> Self {
         let logs = TempDir::new("blob-stack");
-        let redis = RedisServer::start().await;
+        let redis = if options.redis_aof {
+            RedisServer::start_with_aof().await
+        } else {
+            RedisServer::start().await
+        };
         let certs = CertServer::start(PROJECT_ID).await;
         let gemini = FakeGemini::start().await;
         let traces = if options.traces { Some(OtlpReceiver::start().await) } else { None };
@@ -197,9 +209,11 @@ impl Stack {
             ),
         ];
         let gateway_env = specs[3].2.clone();
-        for (name, port, env) in specs {
-            let mut process = ServiceProcess::spawn(name, &paths::binary(name), &env, logs.path());
-            wait_for_port(&mut process, port, Duration::from_secs(60)).await;
+        let specs: Vec<ServiceSpec> =
+            specs.into_iter().map(|(name, port, env)| (name.to_owned(), port, env)).collect();
+        for (name, port, env) in &specs {
+            let mut process = ServiceProcess::spawn(name, &paths::binary(name), env, logs.path());
+            wait_for_port(&mut process, *port, Duration::from_secs(60)).await;
             processes.push(process);
         }
         Self {
@@ -213,9 +227,35 @@ impl Stack {
             session_port,
             admin_ports,
             processes,
+            specs,
             gateway_env,
             logs,
         }
+    }
+
+    /// Restarts a service on the same port with the same settings: SIGTERM and its graceful
+    /// drain (a rollout), or SIGKILL (a crash); returns once the new process listens.
+    pub async fn restart(&mut self, name: &str, graceful: bool) {
+        let (_, port, env) = self
+            .specs
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no service {name}"));
+        let index = self
+            .processes
+            .iter()
+            .position(|p| p.name() == name)
+            .unwrap_or_else(|| panic!("no process {name}"));
+        let mut old = self.processes.remove(index);
+        if graceful {
+            tokio::task::block_in_place(|| old.terminate(Duration::from_secs(30)));
+        } else {
+            old.kill();
+        }
+        let mut process = ServiceProcess::spawn(name, &paths::binary(name), &env, self.logs.path());
+        wait_for_port(&mut process, port, Duration::from_secs(120)).await;
+        self.processes.push(process);
     }
 
     /// Starts another gateway instance against the same services; returns its HTTP port.

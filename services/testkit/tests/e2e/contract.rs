@@ -114,6 +114,8 @@ async fn real_responses_match_the_served_openapi_document() {
     let bad_patch = api.call(patch.clone(), &child_path, Some(&token), Some(json!({}))).await;
     contract.check(&patch, one, &bad_patch);
     let grants = "/api/v1/children/{child_id}/permissions";
+    // Only someone who signed in can be given access.
+    api.exchange(&stack.certs.id_token("grandpa", "grandpa@example.com")).await;
     let granted = api
         .call(
             post.clone(),

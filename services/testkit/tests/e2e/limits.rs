@@ -74,8 +74,11 @@ async fn a_repeated_idempotency_key_replays_the_first_response() {
     let different = create(token.clone(), "Someone else", "key-1").await;
     assert_eq!((different.status, different.error_code()), (409, "CONFLICT"));
     assert_eq!(different.body["error"]["details"]["header"], "Idempotency-Key");
+    // Keys are per user: another parent's key-1 is their own, neither replayed nor refused.
     let stranger = create(other.clone(), "Ivo", "key-1").await;
-    assert_eq!((stranger.status, stranger.error_code()), (409, "CONFLICT"), "keys are per user");
+    assert_eq!(stranger.status, 201, "{}", stranger.body);
+    assert!(stranger.headers.get("idempotent-replayed").is_none());
+    assert_ne!(stranger.data()["child_id"], first.data()["child_id"]);
     let fresh = create(token.clone(), "Ivo", "key-2").await;
     assert_ne!(fresh.data()["child_id"], first.data()["child_id"]);
     let bad = create(token.clone(), "Ivo", "").await;
@@ -94,6 +97,106 @@ async fn a_repeated_idempotency_key_replays_the_first_response() {
     assert_eq!(rejected.status, 401);
     let retried = create(token.clone(), "Ada", "key-3").await;
     assert_eq!(retried.status, 201, "{}", retried.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_fills_the_idempotency_store_without_signing_in_and_it_keeps_no_token_in_clear() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let api = Api::new(&stack.http_url());
+    // Unauthenticated calls with large bodies and fresh keys: answered, never stored.
+    let padding = "x".repeat(60 * 1024);
+    for i in 0..20 {
+        let key = format!("anonymous-{i}");
+        let exchange = api
+            .call_with(
+                Method::POST,
+                "/api/v1/auth/token-exchange",
+                None,
+                Some(json!({"firebase_token": "not-a-token", "padding": padding})),
+                &[("Idempotency-Key", key.as_str())],
+            )
+            .await;
+        assert!(matches!(exchange.status, 400 | 401 | 422), "{}", exchange.body);
+        let refused = api
+            .call_with(
+                Method::POST,
+                "/api/v1/children",
+                Some("not-a-token"),
+                Some(json!({"name": "Ada", "grade_level": 1})),
+                &[("Idempotency-Key", key.as_str())],
+            )
+            .await;
+        assert_eq!((refused.status, refused.error_code()), (401, "UNAUTHORIZED"));
+    }
+    assert_eq!(stack.redis.keys("idempotency:*"), Vec::<String>::new());
+
+    // A signed-in parent's session: kept under the parent's own key, sealed.
+    let token = api.exchange(&stack.certs.id_token("parent-seal", "seal@example.com")).await;
+    let child_id = api.create_child(&token, "Sealy", 1).await;
+    let open = |key: &'static str| {
+        let (api, token, child_id) = (api.clone(), token.clone(), child_id.clone());
+        async move {
+            api.call_with(
+                Method::POST,
+                "/api/v1/sessions",
+                Some(&token),
+                Some(json!({"child_id": child_id, "mode": "companion"})),
+                &[("Idempotency-Key", key)],
+            )
+            .await
+        }
+    };
+    let first = open("open-1").await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let session_token = first.data()["session_token"].as_str().unwrap().to_owned();
+    let again = open("open-1").await;
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body, first.body, "the replay is the first answer, byte for byte");
+    let me = api.call(Method::GET, "/api/v1/users/me", Some(&token), None).await;
+    let user_id = me.data()["user"]["uid"].as_str().expect("users/me names the user").to_owned();
+    assert_eq!(stack.redis.keys("idempotency:*"), [format!("idempotency:{user_id}:open-1")]);
+    for secret in [session_token.as_str(), "session_token", "Sealy", child_id.as_str()] {
+        assert_eq!(
+            stack
+                .redis
+                .keys_holding(secret)
+                .iter()
+                .filter(|k| k.starts_with("idempotency:"))
+                .count(),
+            0,
+            "{secret} in clear"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_a_token_are_limited_per_address() {
+    let stack = Stack::start(options(&[("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "3")])).await;
+    let api = Api::new(&stack.http_url());
+    let token = api.exchange(&stack.certs.id_token("parent-addr", "addr@example.com")).await;
+    let garbage = || {
+        let api = api.clone();
+        async move {
+            api.call(
+                Method::POST,
+                "/api/v1/auth/token-exchange",
+                None,
+                Some(json!({"firebase_token": "not-a-token"})),
+            )
+            .await
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(garbage().await.status, 401);
+    }
+    let limited = garbage().await;
+    assert_eq!((limited.status, limited.error_code()), (429, "RATE_LIMITED"), "{}", limited.body);
+    assert!(limited.headers.contains_key("retry-after"));
+    let health = api.call(Method::GET, "/health/services", None, None).await;
+    assert_eq!(health.status, 429, "{}", health.body);
+    // Signed-in requests are counted per user, not per address.
+    let children = api.call(Method::GET, "/api/v1/children", Some(&token), None).await;
+    assert_eq!(children.status, 200, "{}", children.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@ mod auth;
 mod cli;
 mod cold_store;
 mod contract;
+mod faults;
+mod hardening;
 mod health;
 mod limits;
 mod operations;

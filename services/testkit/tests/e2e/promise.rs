@@ -169,3 +169,64 @@ async fn after_the_reconnect_window_a_new_session_begins() {
     let mut socket = VoiceSocket::connect(&stack.ws_url(), &token, &session_id).await;
     assert_eq!(socket.close_code(QUICK).await, Some(4002));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasing_a_child_after_the_window_leaves_none_of_its_words_anywhere() {
+    let stack =
+        Stack::start(StackOptions { reconnect_window_seconds: 2, ..Default::default() }).await;
+    let api = Api::new(&stack.http_url());
+    let token = api.exchange(&stack.certs.id_token("parent-e", "e@example.com")).await;
+    let child_id = api.create_child(&token, "Eli", 1).await;
+    let opened = api.open_session(&token, &child_id).await;
+    let session_id = opened["session_id"].as_str().unwrap().to_owned();
+    let conversation_id = opened["active_conversation_id"].as_str().unwrap().to_owned();
+
+    // The child talks; the app is closed and never ends the session.
+    let mut socket = VoiceSocket::connect(&stack.ws_url(), &token, &session_id).await;
+    socket.next_json(QUICK).await.expect("a greeting");
+    socket.send_speech(&read_wav(&speech_clip("test-audio/utt1.wav")), 40, 1200).await;
+    socket.wait_for("ai_response", TURN).await;
+    let conversation = format!("/api/v1/conversations/{conversation_id}");
+    blob_testkit::eventually("the exchange to be stored", QUICK, || {
+        let (api, token, path) = (api.clone(), token.clone(), conversation.clone());
+        async move {
+            let found = api.call(reqwest::Method::GET, &path, Some(&token), None).await;
+            (found.status == 200 && found.data()["turn_count"] == 1).then_some(())
+        }
+    })
+    .await;
+    socket.close().await;
+
+    // The reconnect window passes: the session expires, the conversation is still served.
+    blob_testkit::eventually("the session to expire", Duration::from_secs(30), || {
+        let (api, token, path) =
+            (api.clone(), token.clone(), format!("/api/v1/sessions/{session_id}"));
+        async move {
+            let found = api.call(reqwest::Method::GET, &path, Some(&token), None).await;
+            (found.status == 404).then_some(())
+        }
+    })
+    .await;
+    let kept = api.call(reqwest::Method::GET, &conversation, Some(&token), None).await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    assert!(!stack.redis.keys_holding("dragon").is_empty(), "the words are in Redis before");
+
+    let erased = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/children/{child_id}/data"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    let deleted = &erased.data()["deleted"];
+    assert_eq!(deleted["conversations"], 1, "{}", erased.body);
+    assert_eq!(deleted["children"], 1);
+
+    let gone = api.call(reqwest::Method::GET, &conversation, Some(&token), None).await;
+    assert_eq!((gone.status, gone.error_code()), (404, "NOT_FOUND"), "{}", gone.body);
+    assert_eq!(stack.redis.keys_holding("dragon"), Vec::<String>::new(), "no key with the words");
+    assert_eq!(stack.redis.keys_holding(&child_id), Vec::<String>::new(), "no key of the child");
+    assert_eq!(stack.redis.keys_holding(&conversation_id), Vec::<String>::new());
+}

@@ -423,10 +423,13 @@ async fn a_dead_store_or_recogniser_is_reported() {
     assert_eq!(socket.wait_for("error", TURN).await["payload"]["code"], "STATE_UNAVAILABLE");
     stack.redis.restart().await;
 
-    // The recogniser dies: an error event, then 1011.
+    // The recogniser dies and stays away: the lost utterance is reported, then, once no
+    // recogniser came back within the window, STT_UNAVAILABLE and 1011.
     stack.process("stt-service").kill();
     socket.send_speech(&utterance("utt2"), 100, 200).await;
     let error = socket.wait_for("error", QUICK).await;
+    assert_eq!(error["payload"]["code"], "STT_INTERRUPTED");
+    let error = socket.wait_for("error", Duration::from_secs(60)).await;
     assert_eq!(error["payload"]["code"], "STT_UNAVAILABLE");
     assert_eq!(socket.close_code(QUICK).await, Some(1011));
 }
