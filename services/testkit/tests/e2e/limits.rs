@@ -126,7 +126,7 @@ async fn nobody_fills_the_idempotency_store_without_signing_in_and_it_keeps_no_t
                 &[("Idempotency-Key", key.as_str())],
             )
             .await;
-        assert_eq!((refused.status, refused.error_code()), (401, "UNAUTHORIZED"));
+        assert_eq!((refused.status, refused.error_code()), (401, "TOKEN_INVALID"));
     }
     assert_eq!(stack.redis.keys("idempotency:*"), Vec::<String>::new());
 

@@ -497,22 +497,42 @@ async fn a_client_that_stops_reading_is_closed_with_4408() {
     .await;
     let family = family(&stack, "reader").await;
     let url = family.socket_url(&stack);
-    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // A phone that stops reading: a small receive buffer, so the server's answers back up
+    // into its queue after a few hundred.
+    let address = format!("127.0.0.1:{}", stack.gateway_port).parse().unwrap();
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let tcp = tcp.connect(address).await.unwrap();
+    let (socket, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
     let (mut sink, mut stream) = socket.split();
 
-    // Ask for far more answers than the socket buffers hold, and read none of them.
-    let big_id = "x".repeat(60_000);
+    // Ask for far more answers than the socket buffers hold (each echoes the longest request
+    // id), and read none of them.
+    let id = "x".repeat(64);
     let writer = tokio::spawn(async move {
-        for _ in 0..400 {
+        for _ in 0..20_000 {
             let ping = serde_json::json!({
-                "type": "request", "action": "ping", "payload": {}, "meta": { "request_id": big_id },
+                "type": "request", "action": "ping", "payload": {}, "meta": { "request_id": id },
             });
             if sink.send(Message::Text(ping.to_string().into())).await.is_err() {
                 break;
             }
         }
     });
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Still not reading: the server gives up on the socket once its queue stayed full.
+    blob_testkit::eventually("the server to close the socket with 4408", TURN, || async {
+        let metrics = reqwest::get(format!("{}/metrics", stack.admin_url("gateway")))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .lines()
+            .any(|l| l.starts_with("blob_gateway_ws_closes_total{code=\"4408\"}"))
+            .then_some(())
+    })
+    .await;
 
     // Reading again, the client finds the answers that fitted, then the close.
     let mut pongs = 0;
