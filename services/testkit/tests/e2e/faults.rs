@@ -108,7 +108,7 @@ async fn a_recogniser_restart_mid_utterance_is_reported_and_the_next_turn_is_hea
 
     // Half a sentence, then the recogniser goes away.
     let speech = utterance("utt1");
-    socket.send_speech_chunk(&speech[..speech.len() / 2]).await;
+    socket.send_speech(&speech[..speech.len() / 2], 40, 0).await;
     stack.restart("stt-service", false).await;
     let lost = socket.wait_for("error", QUICK).await;
     assert_eq!(lost["payload"]["code"], "STT_INTERRUPTED", "{lost}");
@@ -134,8 +134,22 @@ async fn a_redis_restart_with_its_append_only_file_keeps_sessions_and_conversati
 
     stack.redis.restart().await;
 
-    // The app reopens: the same session, the same conversation, and Blob remembers.
-    let reopened = family.api.open_session(&family.token, &family.child_id).await;
+    // The app reopens: the same session, the same conversation, and Blob remembers. A call
+    // that meets the store's connection being re-made gets a clean 503, which the app retries.
+    let reopened = blob_testkit::eventually("the session store back", TURN, || async {
+        let body = serde_json::json!({ "child_id": family.child_id });
+        let opened = family
+            .api
+            .call(Method::POST, "/api/v1/sessions", Some(&family.token), Some(body))
+            .await;
+        if opened.status == 503 {
+            assert_eq!(opened.error_code(), "SERVICE_UNAVAILABLE", "{}", opened.body);
+            return None;
+        }
+        assert_eq!(opened.status, 200, "{}", opened.body);
+        Some(opened.data().clone())
+    })
+    .await;
     assert_eq!(reopened["session_id"], family.session_id.as_str(), "{reopened}");
     assert_eq!(reopened["active_conversation_id"], family.conversation_id.as_str());
     let (mut socket, hello) = family.socket(&stack.ws_url()).await;
@@ -210,6 +224,8 @@ async fn a_killed_gateway_loses_no_conversation_the_child_continues_on_another()
         normalize(contents[0]["parts"][0]["text"].as_str().unwrap()),
         "tell me a story about a dragon"
     );
+    // The REST API is read through the surviving gateway too.
+    let family = Family { api: Api::new(&format!("http://127.0.0.1:{second_port}")), ..family };
     family.stored_turns(2).await;
     socket.close().await;
 }
