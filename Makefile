@@ -1,13 +1,17 @@
 # Blob backend. `make run` starts the whole stack locally; `make test` runs every test.
 
-.PHONY: run test build model model-onnx model-llm bench bench-turn bench-capacity bench-llm bench-stt lint fmt clean validate-deploy
+.PHONY: fuzz run test build model model-onnx model-llm bench bench-turn bench-capacity bench-llm bench-stt lint fmt clean validate-deploy
 
 run: model-onnx ## Start the whole stack on embedded defaults (Ctrl-C stops it)
 	scripts/run-stack.sh
 
-test: model-onnx ## Build the service binaries, then run every test
+test: model-onnx ## Build the service binaries, then run every test, then fuzz each target for 20 s
 	cargo build --workspace --bins
 	cargo test --workspace
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-20} scripts/fuzz.sh
+
+fuzz: ## Fuzz the voice socket's frame parser and client messages (libFuzzer, FUZZ_SECONDS each, default 30; FUZZ_MERGE=1 keeps new corpus inputs)
+	scripts/fuzz.sh
 
 build: ## Build everything
 	cargo build --workspace --all-targets

@@ -106,6 +106,23 @@ pub fn valid_request_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Longest error `message` sent back for a malformed request, whatever the request: the
+/// parts of it that are quoted are cut short.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 512;
+
+/// `text` cut to 200 bytes and an ellipsis, at a character boundary.
+fn bounded(text: &str) -> String {
+    let room = 200;
+    if text.len() <= room {
+        return text.to_owned();
+    }
+    let mut end = room;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 #[derive(Default, Deserialize)]
 struct WireMeta {
     #[serde(default)]
@@ -141,8 +158,11 @@ impl ClientMessage {
             message,
             request_id,
         };
-        let wire: WireIn<WireMeta> = serde_json::from_str(text)
-            .map_err(|err| invalid(format!("not a valid message: {err}"), None))?;
+        // The parser's message can quote the input (a wrongly typed string, whole): never
+        // more than a line of it goes back.
+        let wire: WireIn<WireMeta> = serde_json::from_str(text).map_err(|err| {
+            invalid(format!("not a valid message: {}", bounded(&err.to_string())), None)
+        })?;
         let request_id = wire.meta.request_id;
         if request_id.as_deref().is_some_and(|id| !valid_request_id(id)) {
             // Never echoed back: it is not ours to repeat.
@@ -161,7 +181,8 @@ impl ClientMessage {
             return Ok(Self { request: ClientRequest::Pong, request_id });
         }
         if wire.kind != MessageType::Request.as_str() {
-            let message = format!("clients send type \"request\", not {:?}", wire.kind);
+            let shown: String = wire.kind.chars().take(32).collect();
+            let message = format!("clients send type \"request\", not {shown:?}");
             return Err(invalid(message, request_id));
         }
         let p = &wire.payload;

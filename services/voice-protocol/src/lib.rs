@@ -6,12 +6,14 @@
 //! - [`ClientRequest`] and [`ClientMessage`]: the JSON requests a client sends, and the
 //!   [`RequestError`] a malformed one gets;
 //! - [`ErrorCode`] and [`CloseCode`]: the stable codes;
-//! - [`AudioFrame`]: the v4 binary audio frame, parsed and encoded.
+//! - [`AudioFrame`]: the v4 binary audio frame, parsed and encoded;
+//! - [`fuzzing`]: the properties the fuzz targets check on any input.
 
 pub mod catalogue;
 pub mod client;
 pub mod codes;
 pub mod frame;
+pub mod fuzzing;
 mod names;
 pub mod server;
 
