@@ -6,6 +6,8 @@ use std::time::Duration;
 use blob_kit::config::{ConfigError, EnvReader};
 use secrecy::{ExposeSecret as _, SecretString};
 
+pub use crate::server::ConnectionLimits;
+
 /// Google's public certificates for Firebase ID tokens.
 pub const GOOGLE_CERTS_URL: &str =
     "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com";
@@ -75,6 +77,8 @@ pub struct Config {
     pub ws: WsSettings,
     /// REST abuse limits and browser access.
     pub http: HttpSettings,
+    /// Limits on the connections themselves, below HTTP.
+    pub connections: ConnectionLimits,
 }
 
 /// Limits of the REST API.
@@ -115,6 +119,13 @@ pub struct WsSettings {
     pub max_audio_speed: f64,
     /// `WS_AUDIO_BURST_SECONDS` (default 30): audio a socket may send at once.
     pub audio_burst_seconds: f64,
+    /// `WS_MAX_SOCKETS` (default 1000): voice sockets one gateway serves at once (each holds
+    /// a speech stream); beyond it a socket is closed with 1013 (try again later).
+    pub max_sockets: usize,
+    /// `WS_MAX_SOCKETS_PER_USER` (default 8): sessions one account may hold voice sockets
+    /// for on one gateway (a reconnect to the same session does not count twice); beyond it
+    /// 4429.
+    pub max_sockets_per_user: usize,
 }
 
 impl Default for WsSettings {
@@ -127,6 +138,8 @@ impl Default for WsSettings {
             legacy_binary: true,
             max_audio_speed: 1.5,
             audio_burst_seconds: 30.0,
+            max_sockets: 1000,
+            max_sockets_per_user: 8,
         }
     }
 }
@@ -245,7 +258,45 @@ impl Config {
             legacy_binary: env.flag("LEGACY_BINARY_SUPPORT", defaults.legacy_binary),
             max_audio_speed: env.parse("WS_MAX_AUDIO_SPEED", defaults.max_audio_speed),
             audio_burst_seconds: env.parse("WS_AUDIO_BURST_SECONDS", defaults.audio_burst_seconds),
+            max_sockets: env.parse("WS_MAX_SOCKETS", defaults.max_sockets),
+            max_sockets_per_user: env
+                .parse("WS_MAX_SOCKETS_PER_USER", defaults.max_sockets_per_user),
         };
+        env.check(ws.max_sockets >= 1, || "WS_MAX_SOCKETS must be at least 1".into());
+        env.check(ws.max_sockets_per_user >= 1, || {
+            "WS_MAX_SOCKETS_PER_USER must be at least 1".into()
+        });
+        let connection_defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            max_connections: env.parse("HTTP_MAX_CONNECTIONS", connection_defaults.max_connections),
+            header_read_timeout: Duration::from_secs_f64(
+                env.parse(
+                    "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+                    connection_defaults.header_read_timeout.as_secs_f64(),
+                )
+                .clamp(0.1, 3600.0),
+            ),
+            idle_timeout: Duration::from_secs_f64(
+                env.parse(
+                    "HTTP_IDLE_TIMEOUT_SECONDS",
+                    connection_defaults.idle_timeout.as_secs_f64(),
+                )
+                .clamp(0.1, 86_400.0),
+            ),
+        };
+        env.check(connections.max_connections > ws.max_sockets, || {
+            "HTTP_MAX_CONNECTIONS must be above WS_MAX_SOCKETS (REST calls need connections too)"
+                .into()
+        });
+        // A silent voice socket is closed by the heartbeat, with its close code, before the
+        // idle timeout cuts the connection without one.
+        let heartbeat_close = ws.heartbeat_interval * (ws.max_missed_pongs + 1);
+        env.check(connections.idle_timeout > heartbeat_close, || {
+            format!(
+                "HTTP_IDLE_TIMEOUT_SECONDS must be above WS_HEARTBEAT_INTERVAL_SECONDS × (WS_MAX_MISSED_PONGS + 1) = {} s",
+                heartbeat_close.as_secs_f64()
+            )
+        });
         env.check((1.0..=100.0).contains(&ws.max_audio_speed), || {
             "WS_MAX_AUDIO_SPEED must be between 1 and 100".into()
         });
@@ -318,6 +369,7 @@ impl Config {
             tts,
             downstream_timeout: Duration::from_secs(downstream_timeout),
             ws,
+            connections,
         })
     }
 }

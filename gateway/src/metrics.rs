@@ -27,6 +27,10 @@ pub struct GatewayMetrics {
     pub ws_closes: Family<Labels, Counter>,
     /// REST requests refused by the per-user rate limit.
     pub rate_limited: Counter,
+    /// Open TCP connections (voice sockets included).
+    pub http_connections: Gauge,
+    /// Times a new connection had to wait because `HTTP_MAX_CONNECTIONS` were open.
+    pub connection_cap_reached: Counter,
 }
 
 impl GatewayMetrics {
@@ -38,6 +42,8 @@ impl GatewayMetrics {
             ws_errors: Family::default(),
             ws_closes: Family::default(),
             rate_limited: Counter::default(),
+            http_connections: Gauge::default(),
+            connection_cap_reached: Counter::default(),
         };
         registry.register(
             "gateway_live_sockets",
@@ -63,6 +69,16 @@ impl GatewayMetrics {
             "gateway_rate_limited",
             "REST requests refused by the per-user rate limit",
             metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "gateway_http_connections",
+            "Open TCP connections, voice sockets included",
+            metrics.http_connections.clone(),
+        );
+        registry.register(
+            "gateway_connection_cap_reached",
+            "Times a new connection waited because the connection cap was reached",
+            metrics.connection_cap_reached.clone(),
         );
         metrics
     }

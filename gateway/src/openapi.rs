@@ -265,7 +265,7 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
         let paths = doc["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 27);
+        assert_eq!(operations, 28);
         let codes = doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap();
         assert_eq!(codes.len(), ERROR_CODES.len(), "every code is described once");
         for (code, _, _) in ERROR_CODES {

@@ -1,6 +1,6 @@
 //! Building the gateway: clients, verifier, router; bind; serve until stopped.
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use blob_kit::grpc::{HeaderExtractor, lazy_channel, traced};
 use blob_kit::shutdown::DEFAULT_GRACE;
 use blob_proto::llm::v1::companion_client::CompanionClient;
@@ -33,6 +32,7 @@ use crate::limits::MAX_BODY_BYTES;
 use crate::metrics::GatewayMetrics;
 use crate::routes;
 use crate::state::AppState;
+use crate::ws::capacity::SocketCapacity;
 use crate::ws::socket::voice_socket;
 use blob_kit::admin::Readiness;
 use tonic_health::pb::health_client::HealthClient;
@@ -46,6 +46,8 @@ pub struct Application {
     shutdown: CancellationToken,
     sockets: TaskTracker,
     readiness: Readiness,
+    limits: crate::server::ConnectionLimits,
+    metrics: GatewayMetrics,
 }
 
 impl Application {
@@ -73,6 +75,7 @@ impl Application {
         let session_channel = traced(lazy_channel(&config.session_service_url, CONNECT_TIMEOUT)?);
         let stt_channel = traced(lazy_channel(&config.stt_service_url, CONNECT_TIMEOUT)?);
         let llm_channel = traced(lazy_channel(&config.llm_service_url, CONNECT_TIMEOUT)?);
+        let capacity = SocketCapacity::new(config.ws.max_sockets, config.ws.max_sockets_per_user);
         let state = AppState {
             firebase: Arc::new({
                 let verifier = FirebaseVerifier::new(config.firebase_project_id.clone(), source);
@@ -98,6 +101,7 @@ impl Application {
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
+            capacity,
             metrics,
             readiness,
         };
@@ -106,7 +110,8 @@ impl Application {
             .with_context(|| format!("binding GATEWAY_HTTP_ADDR {}", state.config.http_addr))?;
         let (shutdown, sockets) = (state.shutdown.clone(), state.sockets.clone());
         let readiness = state.readiness.clone();
-        Ok(Self { listener, router: router(state), shutdown, sockets, readiness })
+        let (limits, metrics) = (state.config.connections.clone(), state.metrics.clone());
+        Ok(Self { listener, router: router(state), shutdown, sockets, readiness, limits, metrics })
     }
 
     /// The bound address (useful when the configured port was 0).
@@ -131,40 +136,24 @@ impl Application {
             readiness.set(false);
             token.cancel();
         });
-        let stopping = self.shutdown.clone();
-        // Small messages both ways (20 ms audio frames up, acknowledgements and sentences
-        // down): Nagle's algorithm would hold them back for the peer's delayed ACK.
-        let listener = self.listener.tap_io(|stream| {
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY");
-            }
-        });
-        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let server = axum::serve(listener, service)
-            .with_graceful_shutdown(async move { stopping.cancelled().await })
-            .into_future();
-        tokio::pin!(server);
-        // The server ends by itself only on an error; otherwise wait for the signal.
-        let finished = tokio::select! {
-            result = &mut server => Some(result),
-            () = self.shutdown.cancelled() => None,
-        };
-        if let Some(Err(err)) = finished {
-            return Err(err).context("HTTP server failed");
-        }
+        let server = tokio::spawn(crate::server::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            self.metrics,
+            self.shutdown.clone(),
+        ));
+        self.shutdown.cancelled().await;
         // Upgraded voice sockets are not HTTP connections any more: the server's own graceful
         // shutdown does not wait for them, so wait for them here.
         self.sockets.close();
         let drained = async {
-            let result = match finished {
-                Some(result) => result,
-                None => server.await,
-            };
+            let served = server.await;
             self.sockets.wait().await;
-            result
+            served
         };
         match tokio::time::timeout(DEFAULT_GRACE, drained).await {
-            Ok(result) => result.context("HTTP server failed while draining"),
+            Ok(served) => served.context("the HTTP server panicked"),
             Err(_) => {
                 tracing::warn!("connections still open after the grace period; stopping anyway");
                 Ok(())

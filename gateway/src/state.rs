@@ -40,6 +40,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Every live voice socket, so shutdown can wait for them to finish suspending.
     pub sockets: tokio_util::task::TaskTracker,
+    /// The caps on voice sockets, in all and per account.
+    pub capacity: std::sync::Arc<crate::ws::capacity::SocketCapacity>,
     /// Metrics served on the admin port.
     pub metrics: crate::metrics::GatewayMetrics,
     /// False while starting and once shutting down.

@@ -14,8 +14,12 @@ pub struct Config {
     pub grpc_reflection: bool,
     /// `ADMIN_ADDR`: metrics and health (default `127.0.0.1:9103`).
     pub admin_addr: SocketAddr,
-    /// `REDIS_URL`: the hot store.
+    /// `REDIS_URL`: the hot store (`redis://`, `rediss://` for TLS, or `unix://`).
     pub redis_url: String,
+    /// `REDIS_TLS_CA_PATH`: with `rediss://`, a PEM file of the certificate authority that
+    /// signed the server's certificate (a private CA, as managed Redis services use); unset,
+    /// the system's trusted roots.
+    pub redis_tls_ca_path: Option<std::path::PathBuf>,
     /// Time-to-live settings for hot keys.
     pub ttl: Ttls,
     /// Where cold state lives.
@@ -105,8 +109,17 @@ impl Config {
                 ColdConfig::Embedded { path: Default::default() }
             }
         };
-        env.check(redis_url.starts_with("redis://") || redis_url.starts_with("unix://"), || {
-            format!("REDIS_URL={redis_url:?}: expected redis://host:port or unix:///path")
+        env.check(
+            ["redis://", "rediss://", "unix://"].iter().any(|scheme| redis_url.starts_with(scheme)),
+            || {
+                format!(
+                    "REDIS_URL={redis_url:?}: expected redis://host:port, rediss://host:port (TLS) or unix:///path"
+                )
+            },
+        );
+        let redis_tls_ca_path = env.optional("REDIS_TLS_CA_PATH").map(std::path::PathBuf::from);
+        env.check(redis_tls_ca_path.is_none() || redis_url.starts_with("rediss://"), || {
+            "REDIS_TLS_CA_PATH is only for a rediss:// REDIS_URL".into()
         });
         for (name, value) in [
             ("SESSION_TTL_SECONDS", session),
@@ -124,6 +137,7 @@ impl Config {
             grpc_reflection,
             admin_addr,
             redis_url,
+            redis_tls_ca_path,
             cold,
             ttl: Ttls {
                 session: Duration::from_secs(session),
@@ -163,6 +177,22 @@ mod tests {
         ));
         let env = EnvReader::from_pairs([("COLD_STORE", "postgres")]);
         assert!(Config::from_reader(env).is_err());
+    }
+
+    #[test]
+    fn redis_is_reached_over_tls_with_rediss() {
+        let env = EnvReader::from_pairs([
+            ("REDIS_URL", "rediss://redis.internal:6380"),
+            ("REDIS_TLS_CA_PATH", "/etc/blob/redis-ca.pem"),
+        ]);
+        let config = Config::from_reader(env).unwrap();
+        assert_eq!(config.redis_tls_ca_path, Some("/etc/blob/redis-ca.pem".into()));
+        let env = EnvReader::from_pairs([
+            ("REDIS_URL", "redis://redis.internal:6379"),
+            ("REDIS_TLS_CA_PATH", "/etc/blob/redis-ca.pem"),
+        ]);
+        let err = Config::from_reader(env).unwrap_err();
+        assert!(err.to_string().contains("only for a rediss://"), "{err}");
     }
 
     #[test]

@@ -415,6 +415,34 @@ impl HotStore {
         Ok(generation)
     }
 
+    /// Deletes every stored idempotent response of `owner` (an account being deleted); how
+    /// many. A walk of the keyspace with `SCAN`, in steps, never blocking the server: fine for
+    /// a rare request, which this is.
+    pub async fn forget_idempotency(&self, owner: &str) -> Result<u64, HotError> {
+        let _timer = self.metrics.time("forget_idempotency");
+        let pattern = format!("idempotency:{}:*", glob_escape(owner));
+        let mut redis = self.redis.clone();
+        let (mut cursor, mut removed) = (0u64, 0u64);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await?;
+            if !keys.is_empty() {
+                let deleted: u64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut redis).await?;
+                removed += deleted;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+
     /// Claims `idempotency:{owner}:{key}` for the request with `fingerprint`, or reads its
     /// first use.
     pub async fn begin_idempotent(
@@ -671,6 +699,18 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, HotError> 
     // Never the stored text itself in the error (it is logged): it may hold a child's words.
     serde_json::from_str(json)
         .map_err(|e| HotError::Corrupt(format!("{e} in a record of {} bytes", json.len())))
+}
+
+/// `text` matched literally in a `SCAN MATCH` pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 #[cfg(test)]

@@ -27,13 +27,32 @@ pub struct Application {
     reflection: bool,
 }
 
+/// The Redis client for `REDIS_URL`; over TLS (`rediss://`) it trusts `REDIS_TLS_CA_PATH`, or
+/// the system's roots.
+fn redis_client(config: &Config) -> anyhow::Result<redis::Client> {
+    let invalid = || format!("invalid REDIS_URL {:?}", config.redis_url);
+    if !config.redis_url.starts_with("rediss://") {
+        return redis::Client::open(config.redis_url.as_str()).with_context(invalid);
+    }
+    // Several crates link rustls with different providers; say which one this process uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root_cert = match &config.redis_tls_ca_path {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading REDIS_TLS_CA_PATH {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let certificates = redis::TlsCertificates { client_tls: None, root_cert };
+    redis::Client::build_with_tls(config.redis_url.as_str(), certificates).with_context(invalid)
+}
+
 impl Application {
     /// Connects to Redis and binds the gRPC listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let (metrics, readiness, _) =
             blob_kit::admin::start(config.admin_addr, SessionMetrics::register).await?;
-        let client = redis::Client::open(config.redis_url.as_str())
-            .with_context(|| format!("invalid REDIS_URL {:?}", config.redis_url))?;
+        let client = redis_client(&config)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))

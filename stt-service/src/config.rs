@@ -27,6 +27,9 @@ pub struct Config {
     /// `STT_QUEUE_DEPTH` (default: `STT_WORKERS`): utterances that may wait for a worker; when
     /// it is full, streams get `RESOURCE_EXHAUSTED`.
     pub queue_depth: usize,
+    /// `STT_MAX_STREAMS` (default 200): speech streams open at once; more are refused with
+    /// `RESOURCE_EXHAUSTED` (the gateway closes that socket with 1013, to try again).
+    pub max_streams: usize,
     /// `STT_THREADS` (default 1): threads per transcription.
     pub threads: usize,
     /// `STT_MIN_SECONDS` (default 1.0): shorter speech is rejected as `too_short`.
@@ -90,6 +93,8 @@ impl Config {
         let workers = env.parse("STT_WORKERS", cores);
         let queue_depth = env.parse("STT_QUEUE_DEPTH", workers);
         let threads = env.parse("STT_THREADS", 1usize);
+        let max_streams = env.parse("STT_MAX_STREAMS", 200usize);
+        env.check(max_streams >= 1, || "STT_MAX_STREAMS must be at least 1".into());
         let min_seconds = env.parse("STT_MIN_SECONDS", 1.0f64);
         let confidence_threshold = env.parse("STT_CONFIDENCE_THRESHOLD", 0.6f32);
         let defaults = SegmenterConfig::default();
@@ -178,6 +183,7 @@ impl Config {
             language,
             workers,
             queue_depth,
+            max_streams,
             threads,
             min_speech: Duration::from_secs_f64(min_seconds),
             confidence_threshold,

@@ -91,7 +91,7 @@ impl Application {
             .with_context(|| format!("binding STT_GRPC_ADDR {}", config.grpc_addr))?;
         Ok(Self {
             listener,
-            service: SttService::new(Arc::new(engine), settings),
+            service: SttService::new(Arc::new(engine), settings, config.max_streams),
             readiness,
             reflection: config.grpc_reflection,
             admin_addr,

@@ -339,9 +339,12 @@ pub async fn erase_child_data(
         .await?
         .into_inner();
     tracing::info!(?receipt, "child data erased");
-    Ok(ApiOk(
-        StatusCode::OK,
-        ErasureView {
+    Ok(ApiOk(StatusCode::OK, receipt.into()))
+}
+
+impl From<pb::ErasureReceipt> for ErasureView {
+    fn from(receipt: pb::ErasureReceipt) -> Self {
+        Self {
             child_id: receipt.child_id,
             deleted: ErasureCounts {
                 children: receipt.children,
@@ -353,6 +356,6 @@ pub async fn erase_child_data(
                 event_logs: receipt.event_logs,
             },
             erased_at: rfc3339_ms(receipt.erased_at_ms),
-        },
-    ))
+        }
+    }
 }

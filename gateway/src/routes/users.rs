@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 /// Every route under `/api/v1` of this resource, registered once for the router and the
 /// OpenAPI document.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_me, update_me))
+    OpenApiRouter::new().routes(routes!(get_me, update_me, delete_me))
 }
 
 /// `GET /api/v1/users/me`.
@@ -65,6 +65,25 @@ pub struct UpdateMeRequest {
     /// An IANA time zone such as `Asia/Kolkata` (empty clears it).
     #[serde(default)]
     pub timezone: Option<String>,
+}
+
+/// What `DELETE /api/v1/users/me` erased.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountErasureView {
+    /// The account.
+    pub user_id: String,
+    /// The children nobody else could see, each erased as by `DELETE /children/{id}/data`.
+    pub erased_children: Vec<super::children::ErasureView>,
+    /// The children shared with others, which the account left (their data stays with them).
+    pub left_children: Vec<String>,
+    /// Sessions the account held for the children it left, ended.
+    pub sessions_ended: u32,
+    /// Stored responses to the account's idempotent requests, removed.
+    pub idempotent_responses: u32,
+    /// Whether the user record was deleted (false: it was already gone).
+    pub user_record: bool,
+    /// RFC 3339 UTC.
+    pub erased_at: String,
 }
 
 /// The user, children and active sessions, fetched in parallel.
@@ -175,4 +194,50 @@ pub async fn update_me(
         .await?
         .into_inner();
     Ok(ApiOk(StatusCode::OK, updated.into()))
+}
+
+/// Deletes the parent's account and everything only they can reach, and returns the receipt.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/me",
+    tag = "users",
+    summary = "Delete the account and everything only it can reach",
+    description = "Every child nobody else can see is erased (as `DELETE /children/{id}/data`); \
+        the account leaves the children shared with others; every token issued to it is refused \
+        from now on; its user record is deleted. A later sign-in starts a new, empty account. \
+        The Firebase account itself is the app's to delete.",
+    responses(
+        (status = 200, description = "The erasure receipt", body = AccountErasureView),
+        (status = 409, description = "CONFLICT: the account is the only manager of a child others can see; nothing was changed"),
+    ),
+    security(("bearer" = []))
+)]
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<ApiOk<AccountErasureView>, ApiError> {
+    let receipt = state
+        .families
+        .clone()
+        .delete_user(state.request(pb::DeleteUserRequest { user_id: user.sub.clone() }))
+        .await?
+        .into_inner();
+    tracing::info!(
+        erased = receipt.children.len(),
+        left = receipt.left_child_ids.len(),
+        "account deleted"
+    );
+    Ok(ApiOk(
+        StatusCode::OK,
+        AccountErasureView {
+            user_id: receipt.user_id,
+            erased_children: receipt.children.into_iter().map(Into::into).collect(),
+            left_children: receipt.left_child_ids,
+            sessions_ended: receipt.sessions_ended,
+            idempotent_responses: receipt.idempotent_responses,
+            user_record: receipt.user_record,
+            erased_at: crate::envelope::rfc3339_ms(receipt.erased_at_ms),
+        },
+    ))
 }

@@ -10,6 +10,7 @@ use tonic::Code;
 use blob_voice_protocol::CloseCode;
 use futures::StreamExt as _;
 
+use super::capacity::UserSlot;
 use super::downstream::EventStream;
 use crate::auth::AuthError;
 use crate::state::AppState;
@@ -41,11 +42,12 @@ pub struct Admitted {
 /// A refusal: the close code and its reason.
 pub type Refusal = (CloseCode, &'static str);
 
-/// Checks token, session and owner, in that order, then attaches.
+/// Checks token, the account's socket cap, session and owner, in that order, then attaches.
+/// The account's place is held as long as the returned [`UserSlot`].
 pub async fn admit(
     state: &AppState,
     params: &HashMap<String, String>,
-) -> Result<Admitted, Refusal> {
+) -> Result<(Admitted, UserSlot), Refusal> {
     let token = params
         .get("token")
         .filter(|t| !t.is_empty())
@@ -75,6 +77,10 @@ pub async fn admit(
     if !checked.valid {
         return Err((CloseCode::TokenExpired, "token signed out"));
     }
+    let place = state
+        .capacity
+        .try_user(&claims.sub, session_id)
+        .ok_or((CloseCode::RateLimited, "too many voice sockets for this account"))?;
     let replay_after_seq = match params.get("last_seq") {
         None => None,
         Some(raw) => Some(raw.parse::<u64>().map_err(|_| (CloseCode::Policy, "invalid last_seq"))?),
@@ -123,7 +129,7 @@ pub async fn admit(
         .child
         .map(|c| llm::ChildProfile { name: c.name, grade_level: c.grade_level })
         .unwrap_or_default();
-    Ok(Admitted {
+    let admitted = Admitted {
         user_id: claims.sub,
         session,
         resumed: attached.resumed,
@@ -134,7 +140,8 @@ pub async fn admit(
         replay: attached.replay,
         pauses_ms: attached.pause_profile.map(|p| p.pauses_ms).unwrap_or_default(),
         signals,
-    })
+    };
+    Ok((admitted, place))
 }
 
 fn refusal(status: tonic::Status) -> Refusal {

@@ -444,6 +444,17 @@ impl<D: Downstream> Connection<D> {
                 sources.speech = Some(speech.events);
                 Ok(())
             }
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                // Every recogniser is holding all the streams it can: this socket goes, the
+                // session waits, and the client comes back in a moment (perhaps elsewhere).
+                tracing::warn!(%status, "no recogniser has room for another stream");
+                let busy = ServerEvent::error(
+                    ErrorCode::SttBusy,
+                    "speech recognition is at capacity; reconnect in a moment",
+                );
+                self.send(self.stamp.event(busy)).await?;
+                Err(Some((CloseCode::TryAgainLater, "recogniser at capacity")))
+            }
             Err(status) => {
                 tracing::error!(%status, "cannot open the speech stream");
                 self.speech_unavailable().await

@@ -7,10 +7,12 @@
 //!   [`audio`] (frames → the speech stream), [`conversation`] (turns, replies, barge-in, pause),
 //!   [`persist`] (the session-service writes, off the loop);
 //! - [`outbox`]: the numbered, bounded, recorded outbound queue; [`turn`]: one reply task;
-//!   [`limits`]: the rate limit and heartbeat; [`messages`]: stamping `meta`.
+//!   [`limits`]: the rate limit and heartbeat; [`capacity`]: the socket caps; [`messages`]:
+//!   stamping `meta`.
 
 pub mod admission;
 pub mod audio;
+pub mod capacity;
 pub mod connection;
 pub mod conversation;
 pub mod downstream;

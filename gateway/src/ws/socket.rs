@@ -8,6 +8,8 @@ use axum::response::Response;
 use futures::StreamExt as _;
 use tracing::Instrument as _;
 
+use blob_voice_protocol::CloseCode;
+
 use super::admission::admit;
 use super::connection::{self, Context};
 use super::downstream::Services;
@@ -32,6 +34,8 @@ pub async fn voice_socket(
     );
     // Held for the socket's whole life, so shutdown waits until its session is suspended.
     let live = state.sockets.token();
+    // Taken before the upgrade, so a full gateway refuses at once.
+    let slot = state.capacity.try_socket();
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
@@ -42,16 +46,25 @@ pub async fn voice_socket(
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             async move {
-                handle(state, params, socket).await;
+                match slot {
+                    Some(slot) => {
+                        handle(state, params, socket).await;
+                        drop(slot);
+                    }
+                    None => {
+                        tracing::warn!("voice socket refused: WS_MAX_SOCKETS reached");
+                        close(&state, socket, CloseCode::TryAgainLater, "server at capacity").await;
+                    }
+                }
                 drop(live);
             }
             .instrument(span)
         })
 }
 
-async fn handle(state: AppState, params: HashMap<String, String>, mut socket: WebSocket) {
+async fn handle(state: AppState, params: HashMap<String, String>, socket: WebSocket) {
     match admit(&state, &params).await {
-        Ok(admitted) => {
+        Ok((admitted, place)) => {
             tracing::Span::current().record("user_id", admitted.user_id.as_str());
             let context = Context {
                 downstream: Services::new(state.clone()),
@@ -62,11 +75,19 @@ async fn handle(state: AppState, params: HashMap<String, String>, mut socket: We
             };
             let (sink, reader) = socket.split();
             connection::run(context, admitted, sink, reader).await;
+            drop(place);
         }
         Err((code, reason)) => {
             tracing::info!(%code, reason, "voice socket refused");
-            let frame = CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(reason) };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            close(&state, socket, code, reason).await;
         }
     }
+}
+
+/// Refuses a socket at admission (counted with the other server closes).
+async fn close(state: &AppState, mut socket: WebSocket, code: CloseCode, reason: &'static str) {
+    let labels = vec![("code", code.code().to_string())];
+    state.metrics.ws_closes.get_or_create(&labels).inc();
+    let frame = CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(reason) };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }

@@ -12,6 +12,9 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: TempDir,
     aof: bool,
+    /// Also listening with TLS on this loopback port, with a certificate for `localhost`
+    /// signed by the test CA in `ca.pem`.
+    tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -26,11 +29,31 @@ impl RedisServer {
         Self::start_with(true).await
     }
 
-    async fn start_with(aof: bool) -> Self {
+    /// Starts one that also takes TLS connections ([`RedisServer::tls_url`]), its certificate
+    /// signed by a certificate authority made for it ([`RedisServer::ca_path`]).
+    pub async fn start_with_tls() -> Self {
         let dir = TempDir::new("blob-redis");
-        let mut server = Self { child: None, dir, aof };
+        write_tls_files(dir.path());
+        let mut server = Self { child: None, dir, aof: false, tls_port: Some(crate::free_port()) };
         server.spawn().await;
         server
+    }
+
+    async fn start_with(aof: bool) -> Self {
+        let dir = TempDir::new("blob-redis");
+        let mut server = Self { child: None, dir, aof, tls_port: None };
+        server.spawn().await;
+        server
+    }
+
+    /// `rediss://localhost:{port}`, when started with TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|port| format!("rediss://localhost:{port}"))
+    }
+
+    /// The PEM file of the certificate authority that signed the TLS certificate.
+    pub fn ca_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// `unix:///…/redis.sock`.
@@ -54,6 +77,23 @@ impl RedisServer {
             })
             .arg("--dir")
             .arg(self.dir.path())
+            .args(self.tls_port.map_or_else(Vec::new, |port| {
+                let file = |name: &str| self.dir.path().join(name).display().to_string();
+                vec![
+                    "--tls-port".to_owned(),
+                    port.to_string(),
+                    "--bind".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    "--tls-cert-file".to_owned(),
+                    file("server.pem"),
+                    "--tls-key-file".to_owned(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".to_owned(),
+                    file("ca.pem"),
+                    "--tls-auth-clients".to_owned(),
+                    "no".to_owned(),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -124,6 +164,30 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;
+    }
+}
+
+/// A certificate authority (`ca.pem`) and a server certificate for `localhost` and 127.0.0.1
+/// signed by it (`server.pem`, `server.key`), written into `dir`.
+fn write_tls_files(dir: &std::path::Path) {
+    let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "Blob test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("self-signing the CA");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let server_key = rcgen::KeyPair::generate().expect("a server key");
+    let server =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("server params")
+            .signed_by(&server_key, &issuer)
+            .expect("signing the server certificate");
+    for (name, pem) in [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", server.pem()),
+        ("server.key", server_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), pem).expect("writing a TLS file");
     }
 }
 

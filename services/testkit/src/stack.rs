@@ -30,6 +30,9 @@ pub struct StackOptions {
     pub traces: bool,
     /// Redis keeps an append-only file, so [`RedisServer::restart`] keeps the data.
     pub redis_aof: bool,
+    /// The session-service reaches Redis over TLS (`rediss://`, the test CA in
+    /// `REDIS_TLS_CA_PATH`).
+    pub redis_tls: bool,
 }
 
 impl Default for StackOptions {
@@ -40,6 +43,7 @@ impl Default for StackOptions {
             extra_env: Vec::new(),
             traces: false,
             redis_aof: false,
+            redis_tls: false,
         }
     }
 }
@@ -78,11 +82,20 @@ impl Stack {
     /// Starts everything and waits until each service listens.
     pub async fn start(options: StackOptions) -> Self {
         let logs = TempDir::new("blob-stack");
-        let redis = if options.redis_aof {
+        let redis = if options.redis_tls {
+            RedisServer::start_with_tls().await
+        } else if options.redis_aof {
             RedisServer::start_with_aof().await
         } else {
             RedisServer::start().await
         };
+        let mut redis_env = vec![("REDIS_URL", redis.url())];
+        if let Some(url) = redis.tls_url() {
+            redis_env = vec![
+                ("REDIS_URL", url),
+                ("REDIS_TLS_CA_PATH", redis.ca_path().display().to_string()),
+            ];
+        }
         let certs = CertServer::start(PROJECT_ID).await;
         let gemini = FakeGemini::start().await;
         let traces = if options.traces { Some(OtlpReceiver::start().await) } else { None };
@@ -128,20 +141,23 @@ impl Stack {
                 "session-service",
                 session_port,
                 env(
-                    vec![
-                        ("SESSION_GRPC_ADDR", format!("127.0.0.1:{session_port}")),
-                        admin("session-service"),
-                        ("REDIS_URL", redis.url()),
-                        ("COLD_STORE", "embedded".to_owned()),
-                        (
-                            "EMBEDDED_STORE_PATH",
-                            logs.path().join("state.sqlite3").display().to_string(),
-                        ),
-                        (
-                            "SESSION_RECONNECT_WINDOW_SECONDS",
-                            options.reconnect_window_seconds.to_string(),
-                        ),
-                    ],
+                    [
+                        vec![
+                            ("SESSION_GRPC_ADDR", format!("127.0.0.1:{session_port}")),
+                            admin("session-service"),
+                            ("COLD_STORE", "embedded".to_owned()),
+                            (
+                                "EMBEDDED_STORE_PATH",
+                                logs.path().join("state.sqlite3").display().to_string(),
+                            ),
+                            (
+                                "SESSION_RECONNECT_WINDOW_SECONDS",
+                                options.reconnect_window_seconds.to_string(),
+                            ),
+                        ],
+                        redis_env,
+                    ]
+                    .concat(),
                     "session-service",
                 ),
             ),

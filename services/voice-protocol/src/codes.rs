@@ -54,6 +54,9 @@ pub enum CloseCode {
     TooBig,
     /// 1011: a service behind the gateway failed; reconnect later.
     Internal,
+    /// 1013: the gateway or the recogniser is at capacity; reconnect after a moment (the
+    /// session waits in the reconnect window).
+    TryAgainLater,
     /// 4001: the token has expired: exchange a new one.
     TokenExpired,
     /// 4002: no active or suspended session with that id.
@@ -78,6 +81,7 @@ impl CloseCode {
         Self::Policy,
         Self::TooBig,
         Self::Internal,
+        Self::TryAgainLater,
         Self::TokenExpired,
         Self::SessionNotFound,
         Self::UserMismatch,
@@ -95,6 +99,7 @@ impl CloseCode {
             Self::Policy => 1008,
             Self::TooBig => 1009,
             Self::Internal => 1011,
+            Self::TryAgainLater => 1013,
             Self::TokenExpired => 4001,
             Self::SessionNotFound => 4002,
             Self::UserMismatch => 4003,

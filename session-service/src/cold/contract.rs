@@ -51,6 +51,7 @@ pub fn cases() -> Vec<Case> {
         links_list_oldest_first,
         a_childs_members_list_oldest_first,
         users_are_found_by_email,
+        a_deleted_user_is_gone_with_their_links,
         permissions_are_granted_and_revoked,
         ids_with_slashes_are_refused,
         progress_updates_are_transactional,
@@ -330,6 +331,22 @@ async fn users_are_found_by_email(store: Store) {
     assert_eq!(found.user_id, "u-1");
     assert_eq!(store.find_user_by_email("cy@example.com").await.unwrap(), None);
     assert_eq!(store.find_user_by_email("").await.unwrap(), None);
+}
+
+async fn a_deleted_user_is_gone_with_their_links(store: Store) {
+    store.upsert_user("u-1", "ada@example.com", "Ada").await.unwrap();
+    store.upsert_user("u-2", "bo@example.com", "Bo").await.unwrap();
+    store.create_link_if_absent(&link("u-1", "c1", Permission::Manage)).await.unwrap();
+    store.create_link_if_absent(&link("u-2", "c1", Permission::View)).await.unwrap();
+    assert!(store.delete_user("u-1").await.unwrap());
+    assert_eq!(store.get_user("u-1").await.unwrap(), None);
+    assert_eq!(store.find_user_by_email("ada@example.com").await.unwrap(), None);
+    assert!(store.list_links("u-1").await.unwrap().is_empty());
+    let members: Vec<String> =
+        store.list_child_links("c1").await.unwrap().into_iter().map(|l| l.user_id).collect();
+    assert_eq!(members, ["u-2"], "other members stay");
+    assert!(store.get_user("u-2").await.unwrap().is_some());
+    assert!(!store.delete_user("u-1").await.unwrap(), "deleting again finds nothing");
 }
 
 async fn permissions_are_granted_and_revoked(store: Store) {

@@ -194,6 +194,24 @@ impl ColdStore for FirestoreColdStore {
         self.get(USERS, user_id).await
     }
 
+    async fn delete_user(&self, user_id: &str) -> Result<bool, ColdError> {
+        check_id("user_id", user_id)?;
+        // A document's subcollections outlive it in Firestore: its links go first.
+        for link in self.list_links(user_id).await? {
+            self.revoke_link(user_id, &link.child_id).await?;
+        }
+        let existed = self.get_user(user_id).await?.is_some();
+        self.db
+            .fluent()
+            .delete()
+            .from(USERS)
+            .document_id(user_id)
+            .execute()
+            .await
+            .map_err(map_error)?;
+        Ok(existed)
+    }
+
     async fn upsert_user(
         &self,
         user_id: &str,

@@ -46,6 +46,13 @@ impl ColdStore for MemoryColdStore {
         Ok(self.inner.read().await.users.get(user_id).cloned())
     }
 
+    async fn delete_user(&self, user_id: &str) -> Result<bool, ColdError> {
+        check_id("user_id", user_id)?;
+        let mut inner = self.inner.write().await;
+        inner.links.retain(|(uid, _), _| uid != user_id);
+        Ok(inner.users.remove(user_id).is_some())
+    }
+
     async fn upsert_user(
         &self,
         user_id: &str,

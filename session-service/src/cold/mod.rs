@@ -393,6 +393,10 @@ pub trait ColdStore: Send + Sync + 'static {
     /// The user, if they ever signed in.
     async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, ColdError>;
 
+    /// Deletes the user's record and any family link still under it; whether there was a
+    /// record. (Their children are the caller's business: erased or left first.)
+    async fn delete_user(&self, user_id: &str) -> Result<bool, ColdError>;
+
     /// Creates the user on first sign-in, or refreshes the email and display name (empty values
     /// leave the stored ones) and the last sign-in time. Returns the stored user.
     async fn upsert_user(

@@ -235,6 +235,21 @@ impl ColdStore for SqliteColdStore {
         self.with(move |c| one(c, "SELECT doc FROM users WHERE uid = ?1", [user_id])).await
     }
 
+    async fn delete_user(&self, user_id: &str) -> Result<bool, ColdError> {
+        check_id("user_id", user_id)?;
+        let user_id = user_id.to_owned();
+        self.with(move |c| {
+            transaction(c, |tx| {
+                tx.execute("DELETE FROM family_links WHERE uid = ?1", [&user_id])
+                    .map_err(db_error)?;
+                tx.execute("DELETE FROM users WHERE uid = ?1", [&user_id])
+                    .map(|n| n > 0)
+                    .map_err(db_error)
+            })
+        })
+        .await
+    }
+
     async fn upsert_user(
         &self,
         user_id: &str,

@@ -15,10 +15,6 @@ use crate::hot::Idempotency;
 /// 16 KiB, sealed and base64-encoded).
 const MAX_IDEMPOTENT_BODY_BYTES: usize = 32 * 1024;
 
-/// How long a raised token generation is kept: longer than the longest backend token lives
-/// (`BACKEND_JWT_TTL_SECONDS` is at most a day), so no token from before a sign-out revives.
-const TOKEN_GENERATION_KEEP_SECONDS: u64 = 2 * 86_400;
-
 /// The edge guard service.
 #[derive(Clone)]
 pub struct EdgeGuardService(pub(super) Core);
@@ -84,7 +80,8 @@ impl EdgeGuard for EdgeGuardService {
     ) -> Result<Response<pb::SignOutResponse>, Status> {
         let req = request.into_inner();
         required(&req.user_id, "user_id")?;
-        let generation = self.0.hot.sign_out(&req.user_id, TOKEN_GENERATION_KEEP_SECONDS).await?;
+        let generation =
+            self.0.hot.sign_out(&req.user_id, super::TOKEN_GENERATION_KEEP_SECONDS).await?;
         // The sessions they hold end too: a signed-out phone stops talking.
         let mut sessions_ended = 0;
         for link in self.0.cold.list_links(&req.user_id).await? {

@@ -354,13 +354,89 @@ impl Families for FamiliesService {
         let req = request.into_inner();
         // A soft-deleted profile can still be erased by whoever manages it.
         self.0.link_permission(&req.user_id, &req.child_id, Permission::Manage).await?;
+        Ok(Response::new(self.erase(&req.child_id).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %request.get_ref().user_id))]
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::AccountErasureReceipt>, Status> {
+        let req = request.into_inner();
+        required(&req.user_id, "user_id")?;
+        let cold = &self.0.cold;
+        // Decide for every child first, so a refusal changes nothing.
+        let mut erase = Vec::new();
+        let mut leave = Vec::new();
+        for link in cold.list_links(&req.user_id).await? {
+            let others: Vec<FamilyLink> = cold
+                .list_child_links(&link.child_id)
+                .await?
+                .into_iter()
+                .filter(|l| l.user_id != req.user_id)
+                .collect();
+            if others.is_empty() {
+                erase.push(link.child_id);
+            } else if link.permission == Permission::Manage
+                && !others.iter().any(|l| l.permission == Permission::Manage)
+            {
+                return Err(ErrorKind::FailedPrecondition.status(format!(
+                    "you are the only manager of child {}, whom others can still see: give manage to one of them first, or erase the child's data",
+                    link.child_id
+                )));
+            } else {
+                leave.push(link.child_id);
+            }
+        }
+        // Tokens first: nothing issued before this call works while the rest goes.
+        let token_generation =
+            self.0.hot.sign_out(&req.user_id, super::TOKEN_GENERATION_KEEP_SECONDS).await?;
+        let mut children = Vec::with_capacity(erase.len());
+        for child_id in &erase {
+            children.push(self.erase(child_id).await?);
+        }
+        let mut sessions_ended = 0;
+        for child_id in &leave {
+            cold.revoke_link(&req.user_id, child_id).await?;
+            if let Some(session) = self.0.hot.child_session(child_id).await?
+                && session.user_id == req.user_id
+            {
+                self.0.finish_session(&session).await?;
+                sessions_ended += 1;
+            }
+        }
+        let idempotent_responses = self.0.hot.forget_idempotency(&req.user_id).await?;
+        let user_record = cold.delete_user(&req.user_id).await?;
+        tracing::info!(
+            erased = children.len(),
+            left = leave.len(),
+            sessions_ended,
+            idempotent_responses,
+            "account deleted"
+        );
+        Ok(Response::new(pb::AccountErasureReceipt {
+            user_id: req.user_id,
+            children,
+            left_child_ids: leave,
+            sessions_ended,
+            idempotent_responses: u32::try_from(idempotent_responses).unwrap_or(u32::MAX),
+            user_record,
+            erased_at_ms: Timestamp::now().unix_ms(),
+            token_generation,
+        }))
+    }
+}
+
+impl FamiliesService {
+    /// Erases everything kept about a child, hot and cold; the receipt counts it.
+    async fn erase(&self, child_id: &str) -> Result<pb::ErasureReceipt, Status> {
         let (hot, cold) = (&self.0.hot, &self.0.cold);
         // Hot state first, so no socket keeps talking while the rest goes. The child's index
         // names every session, replay log and conversation it had in Redis, expired sessions'
         // conversations included; archived sessions name theirs too.
-        let live = hot.child_session(&req.child_id).await?;
+        let live = hot.child_session(child_id).await?;
         let mut extra: Vec<String> = cold
-            .list_archived_sessions(&req.child_id)
+            .list_archived_sessions(child_id)
             .await?
             .into_iter()
             .map(|a| format!("conversation:{}", a.session.conversation_id))
@@ -374,14 +450,14 @@ impl Families for FamiliesService {
                 format!("conversation:{}", session.conversation_id),
             ]);
         }
-        let erased = hot.erase_child(&req.child_id, &extra).await?;
+        let erased = hot.erase_child(child_id, &extra).await?;
         if let Some(session) = &live {
             self.0.announce_end(&session.session_id).await;
         }
-        let counts = cold.erase_child(&req.child_id).await?;
+        let counts = cold.erase_child(child_id).await?;
         tracing::info!(?counts, ?erased, "child data erased");
-        Ok(Response::new(pb::ErasureReceipt {
-            child_id: req.child_id,
+        Ok(pb::ErasureReceipt {
+            child_id: child_id.to_owned(),
             children: counts.children,
             family_links: counts.family_links,
             progress: counts.progress,
@@ -390,6 +466,6 @@ impl Families for FamiliesService {
             conversations: erased.conversations,
             event_logs: erased.event_logs,
             erased_at_ms: Timestamp::now().unix_ms(),
-        }))
+        })
     }
 }

@@ -45,6 +45,10 @@ pub const SERVICE_NAMES: [&str; 4] = [
     "blob.session.v1.EdgeGuard",
 ];
 
+/// How long a raised token generation is kept: longer than the longest backend token lives
+/// (`BACKEND_JWT_TTL_SECONDS` is at most a day), so no token from before a sign-out revives.
+pub(super) const TOKEN_GENERATION_KEEP_SECONDS: u64 = 2 * 86_400;
+
 /// What every service works with: hot state in Redis, cold state behind a trait object,
 /// signals fanned out.
 #[derive(Clone)]

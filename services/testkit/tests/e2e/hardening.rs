@@ -196,3 +196,133 @@ async fn anonymous_and_unverified_accounts_are_refused() {
     let fine = exchange(stack.certs.claims("uid-v", "v@example.com")).await;
     assert_eq!(fine.status, 200, "{}", fine.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_account_erases_what_only_it_reaches_and_leaves_the_rest_to_the_family() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let api = Api::new(&stack.http_url());
+    let mum = api.exchange(&stack.certs.id_token("uid-mum", "mum@example.com")).await;
+    let dad = api.exchange(&stack.certs.id_token("uid-dad", "dad@example.com")).await;
+    let gran = api.exchange(&stack.certs.id_token("uid-gran", "gran@example.com")).await;
+    // Ivy is Mum's alone; Leo is shared with Dad, who manages too; Zed with Gran, who views.
+    let ivy = api.create_child(&mum, "Ivy", 1).await;
+    let leo = api.create_child(&mum, "Leo", 2).await;
+    let zed = api.create_child(&mum, "Zed", 0).await;
+    let share = |child: &str, email: &str, permission: &str| {
+        let path = format!("/api/v1/children/{child}/permissions");
+        let body = json!({"email": email, "permission": permission});
+        let (api, mum) = (api.clone(), mum.clone());
+        async move {
+            let granted = api.call(Method::POST, &path, Some(&mum), Some(body)).await;
+            assert_eq!(granted.status, 200, "{}", granted.body);
+        }
+    };
+    share(&leo, "dad@example.com", "manage").await;
+    share(&zed, "gran@example.com", "view").await;
+
+    // Mum is Zed's only manager and Gran can still see Zed: refused, nothing changed.
+    let refused = api.call(Method::DELETE, "/api/v1/users/me", Some(&mum), None).await;
+    assert_eq!((refused.status, refused.error_code()), (409, "CONFLICT"), "{}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains(&zed), "{}", refused.body);
+    let still = api.call(Method::GET, "/api/v1/users/me", Some(&mum), None).await;
+    assert_eq!(still.data()["children"].as_array().unwrap().len(), 3, "{}", still.body);
+    share(&zed, "gran@example.com", "manage").await;
+
+    // Mum talks to Ivy and holds a session for Leo; one of her POSTs is kept for replay.
+    let ivy_session = api.open_session(&mum, &ivy).await;
+    let ivy_session_id = ivy_session["session_id"].as_str().unwrap();
+    let mut ivys = VoiceSocket::connect(&stack.ws_url(), &mum, ivy_session_id).await;
+    ivys.wait_for("session.created", QUICK).await;
+    let leo_session = api.open_session(&mum, &leo).await;
+    let mut leos =
+        VoiceSocket::connect(&stack.ws_url(), &mum, leo_session["session_id"].as_str().unwrap())
+            .await;
+    leos.wait_for("session.created", QUICK).await;
+    let replayed = api
+        .call_with(
+            Method::POST,
+            &format!("/api/v1/sessions/{ivy_session_id}/pause"),
+            Some(&mum),
+            None,
+            &[("Idempotency-Key", "pause-once")],
+        )
+        .await;
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    assert!(!stack.redis.keys("idempotency:uid-mum:*").is_empty());
+
+    let deleted = api.call(Method::DELETE, "/api/v1/users/me", Some(&mum), None).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let receipt = deleted.data();
+    assert_eq!(receipt["user_id"], "uid-mum");
+    let erased = receipt["erased_children"].as_array().unwrap();
+    assert_eq!(erased.len(), 1, "{receipt}");
+    assert_eq!(erased[0]["child_id"], ivy.as_str());
+    assert_eq!(erased[0]["deleted"]["children"], 1);
+    assert_eq!(erased[0]["deleted"]["active_sessions"], 1);
+    let mut left: Vec<&str> =
+        receipt["left_children"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    left.sort_unstable();
+    let mut expected = vec![leo.as_str(), zed.as_str()];
+    expected.sort_unstable();
+    assert_eq!(left, expected);
+    assert_eq!(receipt["sessions_ended"], 1, "Leo's session, which Mum held");
+    assert_eq!(receipt["idempotent_responses"], 1);
+    assert_eq!(receipt["user_record"], true);
+    assert!(receipt["erased_at"].as_str().unwrap().ends_with('Z'));
+
+    // Both of Mum's sockets end; her token is dead on REST and on the socket.
+    assert_eq!(ivys.close_code(QUICK).await, Some(1000));
+    assert_eq!(leos.close_code(QUICK).await, Some(1000));
+    let dead = api.call(Method::GET, "/api/v1/users/me", Some(&mum), None).await;
+    assert_eq!((dead.status, dead.error_code()), (401, "TOKEN_INVALID"), "{}", dead.body);
+    // No key is named for Mum but the generation that keeps her old tokens dead (and the
+    // rate-limit counter, a number gone within the minute).
+    let named: Vec<String> =
+        stack.redis.keys("*uid-mum*").into_iter().filter(|k| !k.starts_with("rl:")).collect();
+    assert_eq!(named, ["token_gen:uid-mum"]);
+    assert!(stack.redis.keys_holding(&ivy).is_empty(), "{:?}", stack.redis.keys_holding(&ivy));
+
+    // The family keeps what it shares: Dad still manages Leo, Gran Zed; Ivy is gone.
+    let leo_now = api.call(Method::GET, &format!("/api/v1/children/{leo}"), Some(&dad), None).await;
+    assert_eq!(leo_now.status, 200, "{}", leo_now.body);
+    let zed_now =
+        api.call(Method::GET, &format!("/api/v1/children/{zed}"), Some(&gran), None).await;
+    assert_eq!(zed_now.data()["child"]["permission"], "manage", "{}", zed_now.body);
+    // Nobody can share with the deleted account: it never signed in again.
+    let path = format!("/api/v1/children/{leo}/permissions");
+    let body = json!({"email": "mum@example.com", "permission": "view"});
+    let regrant = api.call(Method::POST, &path, Some(&dad), Some(body)).await;
+    assert_eq!((regrant.status, regrant.error_code()), (409, "CONFLICT"), "{}", regrant.body);
+
+    // Signing in again starts a new, empty account.
+    let again = api.exchange(&stack.certs.id_token("uid-mum", "mum@example.com")).await;
+    let me = api.call(Method::GET, "/api/v1/users/me", Some(&again), None).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert!(me.data()["children"].as_array().unwrap().is_empty(), "{}", me.body);
+    let ivy_gone =
+        api.call(Method::GET, &format!("/api/v1/children/{ivy}"), Some(&again), None).await;
+    assert_eq!(ivy_gone.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_service_reaches_redis_over_tls() {
+    // The stack's Redis takes TCP connections over TLS only (its plain port is off).
+    let stack = Stack::start(StackOptions { redis_tls: true, ..StackOptions::default() }).await;
+    let api = Api::new(&stack.http_url());
+    let token = api.exchange(&stack.certs.id_token("uid-tls", "tls@example.com")).await;
+    let child = api.create_child(&token, "Ada", 1).await;
+    let opened = api.open_session(&token, &child).await;
+    let session_id = opened["session_id"].as_str().unwrap();
+    assert_eq!(stack.redis.keys(&format!("session:{session_id}")).len(), 1);
+    let health = api.call(Method::GET, "/health/services", None, None).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+
+    // The session's signals travel over the TLS pub/sub connection too: ending it closes
+    // the socket.
+    let mut socket = VoiceSocket::connect(&stack.ws_url(), &token, session_id).await;
+    socket.wait_for("session.created", QUICK).await;
+    let path = format!("/api/v1/sessions/{session_id}/end");
+    let ended = api.call(Method::POST, &path, Some(&token), None).await;
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    assert_eq!(socket.close_code(QUICK).await, Some(1000));
+}

@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod cli;
 mod cold_store;
+mod connections;
 mod contract;
 mod faults;
 mod hardening;
