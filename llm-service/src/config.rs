@@ -94,6 +94,9 @@ pub struct Config {
     pub fallback: Fallback,
     /// `LLM_BREAKER_FAILURES` (default 5) and `LLM_BREAKER_COOLDOWN_SECONDS` (default 30).
     pub breaker: crate::breaker::BreakerPolicy,
+    /// `REPLY_MAX_SENTENCES` (default 3) and `REPLY_MAX_WORDS` (default 50): the most a reply
+    /// says, whatever the model writes.
+    pub reply_budget: crate::shape::ReplyBudget,
 }
 
 impl Config {
@@ -122,6 +125,17 @@ impl Config {
         let max_retries = env.parse("LLM_MAX_RETRIES", 2u32);
         let history_turns = env.parse("LLM_HISTORY_TURNS", 8usize);
         let history_token_budget = env.parse("LLM_HISTORY_TOKEN_BUDGET", 1500usize);
+        let budget_defaults = crate::shape::ReplyBudget::default();
+        let reply_budget = crate::shape::ReplyBudget {
+            max_sentences: env.parse("REPLY_MAX_SENTENCES", budget_defaults.max_sentences),
+            max_words: env.parse("REPLY_MAX_WORDS", budget_defaults.max_words),
+        };
+        env.check((1..=20).contains(&reply_budget.max_sentences), || {
+            "REPLY_MAX_SENTENCES must be 1 to 20".into()
+        });
+        env.check((5..=500).contains(&reply_budget.max_words), || {
+            "REPLY_MAX_WORDS must be 5 to 500".into()
+        });
         let fallback = env.string("LLM_FALLBACK_PROVIDER", "").to_ascii_lowercase();
         env.check(["", "none", "bypass", "local"].contains(&fallback.as_str()), || {
             format!("LLM_FALLBACK_PROVIDER={fallback:?}: expected bypass, local (or unset)")
@@ -258,6 +272,7 @@ impl Config {
                 failures: breaker_failures,
                 cooldown: Duration::from_secs(breaker_cooldown),
             },
+            reply_budget,
         })
     }
 }

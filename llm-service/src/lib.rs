@@ -14,6 +14,7 @@ pub mod persona;
 pub mod provider;
 pub mod sentences;
 pub mod service;
+pub mod shape;
 pub mod sse;
 pub mod startup;
 

@@ -26,6 +26,9 @@ pub struct LlmMetrics {
     pub fallbacks: Counter,
     /// Sentences replaced by the output filter, by reason (and empty replies).
     pub filtered: Family<Labels, Counter>,
+    /// Replies held to their shape, by reason: cut at the most sentences or words, a first
+    /// sentence shortened, markup taken out.
+    pub shaped: Family<Labels, Counter>,
 }
 
 impl LlmMetrics {
@@ -39,6 +42,7 @@ impl LlmMetrics {
             retries: Counter::default(),
             fallbacks: Counter::default(),
             filtered: Family::default(),
+            shaped: Family::default(),
         };
         registry.register(
             "llm_first_token_seconds",
@@ -59,7 +63,17 @@ impl LlmMetrics {
             "Sentences replaced by the output filter, by reason",
             metrics.filtered.clone(),
         );
+        registry.register(
+            "llm_shaped",
+            "Replies held to the length and form a child can follow, by reason",
+            metrics.shaped.clone(),
+        );
         metrics
+    }
+
+    /// Counts a reply held to its shape.
+    pub fn shaped(&self, reason: &'static str) {
+        self.shaped.get_or_create(&vec![("reason", reason)]).inc();
     }
 
     /// Counts a replaced sentence.

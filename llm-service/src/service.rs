@@ -27,6 +27,7 @@ use crate::gemini::SAFE_FALLBACK;
 use crate::metrics::LlmMetrics;
 use crate::provider::{ProviderError, ReplyProvider, TextStream};
 use crate::sentences::SentenceSplitter;
+use crate::shape::{ReplyBudget, Shaper, Verdict};
 
 /// Longest child utterance accepted, in bytes.
 const MAX_USER_TEXT_BYTES: usize = 4 * 1024;
@@ -57,6 +58,7 @@ pub struct CompanionService {
     policy: ReplyPolicy,
     metrics: LlmMetrics,
     filter: Arc<OutputFilter>,
+    budget: ReplyBudget,
 }
 
 impl CompanionService {
@@ -81,7 +83,13 @@ impl CompanionService {
             policy,
             metrics,
             filter: Arc::new(OutputFilter::default()),
+            budget: ReplyBudget::default(),
         }
+    }
+
+    /// The same service, holding every reply to `budget` instead of the default.
+    pub fn with_budget(self, budget: ReplyBudget) -> Self {
+        Self { budget, ..self }
     }
 
     /// The first text of the reply and the model giving it: the provider while its circuit is
@@ -233,6 +241,7 @@ impl Companion for CompanionService {
             filter: Arc::clone(&self.filter),
             metrics: self.metrics.clone(),
             splitter: SentenceSplitter::default(),
+            shaper: Shaper::new(self.budget),
             sentences: 0,
             full: String::new(),
         };
@@ -247,6 +256,8 @@ struct Reply {
     filter: Arc<OutputFilter>,
     metrics: LlmMetrics,
     splitter: SentenceSplitter,
+    /// Holds the reply to the length a child can follow.
+    shaper: Shaper,
     /// Sentences sent so far.
     sentences: u32,
     /// What was sent so far.
@@ -284,11 +295,22 @@ impl Reply {
             };
             match text {
                 Some(Ok(text)) => {
+                    let mut spent = false;
                     for sentence in self.splitter.push(&text) {
-                        if !self.send_sentence(sentence).await {
-                            tracing::debug!("caller went away; reply abandoned");
-                            return;
+                        match self.shape(&sentence).await {
+                            Some(true) => {}
+                            Some(false) => {
+                                spent = true;
+                                break;
+                            }
+                            None => {
+                                tracing::debug!("caller went away; reply abandoned");
+                                return;
+                            }
                         }
+                    }
+                    if spent {
+                        break;
                     }
                 }
                 Some(Err(err)) => {
@@ -303,10 +325,19 @@ impl Reply {
                 None => break,
             }
         }
-        if let Some(rest) = self.splitter.finish()
-            && !self.send_sentence(rest).await
+        // Nothing more is read: a reply cut at its budget cancels the provider's request here.
+        drop(stream);
+        if !self.shaper.spent()
+            && let Some(rest) = self.splitter.finish()
+            && self.shape(&rest).await.is_none()
         {
             return;
+        }
+        if let Some(reason) = self.shaper.stopped() {
+            self.metrics.shaped(reason);
+        }
+        for change in self.shaper.changes() {
+            self.metrics.shaped(change);
         }
         if self.full.trim().is_empty() {
             self.metrics.filtered("empty");
@@ -326,6 +357,22 @@ impl Reply {
             })),
         };
         let _ = self.tx.send(Ok(event)).await;
+    }
+
+    /// Holds one of the model's sentences to the reply's shape and sends what is to be said:
+    /// `Some(true)` to go on, `Some(false)` once the budget is spent, `None` when the caller
+    /// has gone.
+    async fn shape(&mut self, sentence: &str) -> Option<bool> {
+        match self.shaper.admit(sentence) {
+            Verdict::Say(text) => {
+                if !self.send_sentence(text).await {
+                    return None;
+                }
+                Some(!self.shaper.spent())
+            }
+            Verdict::Skip => Some(true),
+            Verdict::Stop => Some(false),
+        }
     }
 
     /// Filters and sends one sentence; false when the caller has gone.

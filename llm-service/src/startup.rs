@@ -86,7 +86,8 @@ impl Application {
                     history_token_budget: config.history_token_budget,
                 },
                 metrics,
-            ),
+            )
+            .with_budget(config.reply_budget),
             readiness,
             reflection: config.grpc_reflection,
         })

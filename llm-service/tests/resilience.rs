@@ -274,3 +274,48 @@ async fn vertex_ai_on_a_cloud_machine_gets_its_token_from_the_metadata_server() 
     assert_eq!(full, DEFAULT_REPLY);
     assert_eq!(fake.token_requests(), 1);
 }
+
+#[tokio::test]
+async fn a_long_reply_ends_on_a_whole_sentence_and_the_rest_is_never_generated() {
+    let fake = FakeGemini::start().await;
+    // A model that lectures: a heading, a list, emoji and far more than three sentences, the
+    // rest of it coming slowly (as a model writes).
+    let mut chunks: Vec<String> = vec![
+        "## Why is the sky blue? 🌈\n".into(),
+        "The sky looks **blue** because of sunlight. ".into(),
+        "- Sunlight has *every* colour in it.\n".into(),
+        "Blue light bounces around the most. ".into(),
+    ];
+    chunks.extend((0..20).map(|i| format!("Here is more fact number {i}. ")));
+    fake.push(Script::Slow { chunks, pause: Duration::from_millis(200) });
+    let service = service(&fake, Duration::from_secs(60), LONG, 0);
+    let (sentences, full) = reply(&service).await.unwrap();
+    assert_eq!(
+        sentences,
+        [
+            "Why is the sky blue?",
+            "The sky looks blue because of sunlight.",
+            "Sunlight has every colour in it.",
+        ],
+        "three sentences, spoken: no markdown, no list marker, no emoji"
+    );
+    assert_eq!(full, sentences.join(" "));
+    // The reply ended at its budget: the provider's stream was cancelled, not read to its end.
+    blob_testkit::eventually("the provider request to be cancelled", LONG, || async {
+        (fake.abandoned() == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reply_over_the_word_budget_stops_before_the_sentence_that_would_pass_it() {
+    use llm_service::shape::ReplyBudget;
+    let fake = FakeGemini::start().await;
+    fake.push_reply(
+        "Spiders have eight legs. They spin silk to make webs and catch flies for dinner every single day. Isn't that neat?",
+    );
+    let budget = ReplyBudget { max_sentences: 5, max_words: 12 };
+    let service = service(&fake, LONG, LONG, 0).with_budget(budget);
+    let (sentences, _) = reply(&service).await.unwrap();
+    assert_eq!(sentences, ["Spiders have eight legs."]);
+}

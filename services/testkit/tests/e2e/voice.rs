@@ -773,3 +773,30 @@ async fn a_closed_socket_stops_its_transcription_and_frees_the_recogniser() {
     );
     second.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_lectures_is_held_to_three_spoken_sentences() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let family = family(&stack, "lecture").await;
+    let mut socket = family.socket(&stack).await;
+    let mut lecture = String::from(
+        "# Dragons! 🐉\n**Dragons** are _amazing_ creatures of legend.\n- They fly.\n- They breathe fire.\n",
+    );
+    for i in 0..30 {
+        lecture.push_str(&format!("Another long fact about dragons, number {i}, follows here. "));
+    }
+    stack.gemini.push_reply(&lecture);
+    socket.send_speech(&utterance("utt1"), 100, 1200).await;
+    let reply = socket.wait_for("ai_response", TURN).await;
+    let chunks: Vec<String> = socket
+        .received
+        .iter()
+        .filter(|m| m["action"] == "ai_response.chunk")
+        .map(|m| m["payload"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(chunks, ["Dragons!", "Dragons are amazing creatures of legend.", "They fly."]);
+    assert_eq!(reply["payload"]["text"], chunks.join(" "));
+    for mark in ['#', '*', '_', '-', '🐉'] {
+        assert!(!reply["payload"]["text"].as_str().unwrap().contains(mark), "{reply}");
+    }
+}
