@@ -72,6 +72,8 @@ struct Job {
     /// (role, text), system first.
     messages: Vec<(String, String)>,
     out: Reply,
+    /// Only evaluate the prompt into the cache: nothing is generated or sent.
+    warm_up: bool,
 }
 
 /// Replies from a local GGUF model.
@@ -125,7 +127,21 @@ impl LocalProvider {
         std::thread::Builder::new()
             .name("local-llm".to_owned())
             .spawn(move || worker(backend, model, template, config, queue, &worker_counts))?;
-        Ok((Self { jobs, model: name, counts }, report))
+        let provider = Self { jobs, model: name, counts };
+        provider.warm_up()?;
+        Ok((provider, report))
+    }
+
+    /// Queues a prompt to evaluate and nothing to generate: the model's pages are read in and
+    /// Blob's persona (the part every child shares) goes into the context's cache, so the first
+    /// child of the day does not wait for either.
+    fn warm_up(&self) -> anyhow::Result<()> {
+        let (out, _) = mpsc::channel(1);
+        let request = GenerateReplyRequest { user_text: "Hello!".to_owned(), ..Default::default() };
+        self.jobs
+            .try_send(Job { messages: messages(&request), out, warm_up: true })
+            .map_err(|_| anyhow::anyhow!("the local model's queue refused its warm-up"))?;
+        Ok(())
     }
 
     /// Tokens generated so far, all replies together.
@@ -147,7 +163,7 @@ impl ReplyProvider for LocalProvider {
 
     async fn reply(&self, request: &GenerateReplyRequest) -> Result<TextStream, ProviderError> {
         let (out, text) = mpsc::channel(64);
-        let job = Job { messages: messages(request), out };
+        let job = Job { messages: messages(request), out, warm_up: false };
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -199,7 +215,7 @@ fn worker(
     // The tokens whose keys and values the context holds, in order.
     let mut cached: Vec<LlamaToken> = Vec::new();
     while let Ok(job) = queue.recv() {
-        if job.out.is_closed() {
+        if !job.warm_up && job.out.is_closed() {
             counts.cancelled.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -246,7 +262,7 @@ fn generate(
     let reply_tokens = config.max_output_tokens as usize;
     // Drop the oldest history until the prompt fits beside the reply (the system message and
     // the child's words always stay).
-    let Job { messages, out } = job;
+    let Job { messages, out, warm_up } = job;
     let mut messages = messages;
     let tokens = loop {
         let text = prompt(model, template, &messages)?;
@@ -270,6 +286,10 @@ fn generate(
     }
     cached.truncate(keep);
     decode_prompt(context, cached, &tokens[keep..])?;
+    if warm_up {
+        tracing::info!(tokens = tokens.len(), "local model warmed up");
+        return Ok(());
+    }
     stream_reply(model, config, context, cached, &out, counts)
 }
 
