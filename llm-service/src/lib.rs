@@ -4,6 +4,7 @@
 pub mod adc;
 pub mod breaker;
 pub mod bypass;
+pub mod concern;
 pub mod config;
 pub mod filter;
 pub mod gemini;

@@ -29,6 +29,8 @@ pub struct LlmMetrics {
     /// Replies held to their shape, by reason: cut at the most sentences or words, a first
     /// sentence shortened, markup taken out.
     pub shaped: Family<Labels, Counter>,
+    /// Child utterances answered with a safety line instead of the model, by concern.
+    pub concerns: Family<Labels, Counter>,
 }
 
 impl LlmMetrics {
@@ -43,6 +45,7 @@ impl LlmMetrics {
             fallbacks: Counter::default(),
             filtered: Family::default(),
             shaped: Family::default(),
+            concerns: Family::default(),
         };
         registry.register(
             "llm_first_token_seconds",
@@ -68,7 +71,17 @@ impl LlmMetrics {
             "Replies held to the length and form a child can follow, by reason",
             metrics.shaped.clone(),
         );
+        registry.register(
+            "llm_concerns",
+            "Child utterances answered with a safety line instead of the model, by concern",
+            metrics.concerns.clone(),
+        );
         metrics
+    }
+
+    /// Counts an utterance answered with a safety line.
+    pub fn concern(&self, concern: &'static str) {
+        self.concerns.get_or_create(&vec![("concern", concern)]).inc();
     }
 
     /// Counts a reply held to its shape.

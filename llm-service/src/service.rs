@@ -226,15 +226,6 @@ impl Companion for CompanionService {
         );
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.policy.timeout;
-        let (text_stream, first, model) =
-            self.first_text(&request, deadline).instrument(span.clone()).await.map_err(|err| {
-                self.metrics.error(err.metric_kind());
-                tracing::warn!(parent: &span, error = %err, "provider failed");
-                err.kind().status(format!("the model could not answer: {}", err.kind_label()))
-            })?;
-        span.record("ttft_ms", started.elapsed().as_millis() as u64);
-        self.metrics.first_token.observe(started.elapsed().as_secs_f64());
-
         let (tx, rx) = mpsc::channel(32);
         let reply = Reply {
             tx,
@@ -245,6 +236,25 @@ impl Companion for CompanionService {
             sentences: 0,
             full: String::new(),
         };
+        if let Some(concern) = crate::concern::check(&request.user_text) {
+            // Not a question for any model: Blob sends the child to a trusted grown-up.
+            tracing::warn!(parent: &span, concern = concern.label(), "the child's words need a grown-up");
+            self.metrics.concern(concern.label());
+            let line: TextStream =
+                Box::pin(futures::stream::iter([Ok(concern.reply().to_owned())]));
+            let model = format!("safety:{}", concern.label());
+            tokio::spawn(reply.run(line, None, deadline, model, started).instrument(span));
+            return Ok(Response::new(ReceiverStream::new(rx)));
+        }
+        let (text_stream, first, model) =
+            self.first_text(&request, deadline).instrument(span.clone()).await.map_err(|err| {
+                self.metrics.error(err.metric_kind());
+                tracing::warn!(parent: &span, error = %err, "provider failed");
+                err.kind().status(format!("the model could not answer: {}", err.kind_label()))
+            })?;
+        span.record("ttft_ms", started.elapsed().as_millis() as u64);
+        self.metrics.first_token.observe(started.elapsed().as_secs_f64());
+
         tokio::spawn(reply.run(text_stream, first, deadline, model, started).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }

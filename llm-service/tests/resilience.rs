@@ -319,3 +319,33 @@ async fn a_reply_over_the_word_budget_stops_before_the_sentence_that_would_pass_
     let (sentences, _) = reply(&service).await.unwrap();
     assert_eq!(sentences, ["Spiders have eight legs."]);
 }
+
+#[tokio::test]
+async fn words_that_need_a_grown_up_never_reach_the_model() {
+    let fake = FakeGemini::start().await;
+    let service = service(&fake, LONG, LONG, 0);
+    let request = tonic::Request::new(GenerateReplyRequest {
+        conversation_id: "c".into(),
+        request_id: "r".into(),
+        user_text: "A man in a car said he has puppies and wants me to come with him.".into(),
+        ..Default::default()
+    });
+    let mut stream = service.generate_reply(request).await.unwrap().into_inner();
+    let mut sentences = Vec::new();
+    let mut model = String::new();
+    while let Some(event) = stream.next().await {
+        match event.unwrap().event {
+            Some(Event::Sentence(sentence)) => sentences.push(sentence.text),
+            Some(Event::Final(last)) => model = last.model,
+            None => {}
+        }
+    }
+    assert_eq!(model, "safety:stranger");
+    assert_eq!(sentences.len(), 3, "{sentences:?}");
+    assert!(sentences[2].contains("grown-up you trust"), "{sentences:?}");
+    assert!(fake.requests().is_empty(), "the model was not asked");
+    // An ordinary question still goes to the model.
+    let (_, full) = reply(&service).await.unwrap();
+    assert_eq!(full, DEFAULT_REPLY);
+    assert_eq!(fake.requests().len(), 1);
+}
