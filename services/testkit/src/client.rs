@@ -139,6 +139,9 @@ pub struct VoiceSocket {
     >,
     /// Every JSON message received so far, in order.
     pub received: Vec<serde_json::Value>,
+    /// Answer the server's heartbeat `ping` with a `pong` when it is read, as the app does
+    /// (default). Off, the socket plays a client that has gone quiet.
+    pub answer_pings: bool,
     thread: uuid::Uuid,
     sequence: u32,
 }
@@ -152,7 +155,13 @@ impl VoiceSocket {
     /// Connects to a full voice socket URL (query included).
     pub async fn connect_url(url: &str) -> Self {
         let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket handshake");
-        Self { stream, received: Vec::new(), thread: uuid::Uuid::new_v4(), sequence: 0 }
+        Self {
+            stream,
+            received: Vec::new(),
+            answer_pings: true,
+            thread: uuid::Uuid::new_v4(),
+            sequence: 0,
+        }
     }
 
     /// The next JSON message, skipping protocol frames; `Err(close code)` if the socket closed.
@@ -186,6 +195,12 @@ impl VoiceSocket {
                         panic!("a message the voice protocol does not type ({err}): {value}");
                     }
                     self.received.push(value.clone());
+                    if self.answer_pings && value["action"] == "ping" && value["type"] == "request"
+                    {
+                        let pong = r#"{"type":"request","action":"pong","payload":{},"meta":{"request_id":"heartbeat"}}"#;
+                        // A socket already closing answers nothing; the close shows next.
+                        let _ = self.stream.send(Message::Text(pong.into())).await;
+                    }
                     return Some(Ok(value));
                 }
                 Some(Ok(Message::Close(frame))) => {
