@@ -118,8 +118,11 @@ async fn sockets_are_capped_per_gateway_and_per_account_and_connections_wait_for
         ("WS_MAX_SOCKETS", "2"),
         ("WS_MAX_SOCKETS_PER_USER", "1"),
         ("HTTP_MAX_CONNECTIONS", "4"),
-        // The idle TCP connections below must not be cut while the test counts them.
-        ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "120"),
+        // The sockets and TCP connections held below are never read: nothing may close them
+        // for silence while the test counts them, however slow a loaded machine makes it.
+        ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "3600"),
+        ("WS_HEARTBEAT_INTERVAL_SECONDS", "600"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "3600"),
         ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "0"),
     ]))
     .await;
@@ -136,9 +139,12 @@ async fn sockets_are_capped_per_gateway_and_per_account_and_connections_wait_for
     // A second session of the same account on this gateway: over the account's cap.
     let mut second = VoiceSocket::connect(&ws, &mum, &leo_session).await;
     assert_eq!(second.close_code(QUICK).await, Some(4429), "{:?}", second.received);
+    second.close().await;
     // A reconnect to the same session is never refused: it takes the session over.
     let _again = admitted(&ws, &mum, &ivy_session, "session.resumed").await;
     assert_eq!(first.close_code(QUICK).await, Some(4009));
+    // The close handshake completed, so the server lets the connection go.
+    first.close().await;
 
     // Another family fills the gateway's second place (once the taken-over socket has gone);
     // a third is told to try again.
@@ -152,6 +158,7 @@ async fn sockets_are_capped_per_gateway_and_per_account_and_connections_wait_for
         api.open_session(&gran, &ada).await["session_id"].as_str().unwrap().to_owned();
     let mut grans = VoiceSocket::connect(&ws, &gran, &ada_session).await;
     assert_eq!(grans.close_code(QUICK).await, Some(1013), "{:?}", grans.received);
+    grans.close().await;
     // Refused before admission: her session waits, untouched, for a place.
     let waiting = api
         .call(reqwest::Method::GET, &format!("/api/v1/sessions/{ada_session}"), Some(&gran), None)
