@@ -553,19 +553,7 @@ impl ColdStore for FirestoreColdStore {
     }
 
     async fn erase_child(&self, child_id: &str) -> Result<ErasureCounts, ColdError> {
-        check_id("child_id", child_id)?;
-        let owned = child_id.to_owned();
-        let links: Vec<FamilyLink> = self
-            .db
-            .fluent()
-            .select()
-            .from(FAMILY_LINKS)
-            .all_descendants()
-            .filter(move |q| q.field("child_id").eq(owned.as_str()))
-            .obj()
-            .query()
-            .await
-            .map_err(map_error)?;
+        let links = self.list_child_links(child_id).await?;
         let progress: Vec<LessonProgress> = self.query_eq(PROGRESS, "child_id", child_id).await?;
         let sessions: Vec<ArchivedSession> =
             self.query_eq(SESSIONS, "session.child_id", child_id).await?;
